@@ -1,0 +1,34 @@
+# Solidarity: the Makefile targets are install, run, test, bench and lint.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Start the whole system on its embedded defaults (NATS child, four services, SQLite in ./var).
+run: install
+	$(BIN)/solidarity up
+
+## Install and run the whole test suite.
+test: install
+	$(BIN)/pytest
+
+## Benchmarks against their raw baselines, in one run.
+bench: install
+	$(BIN)/python bench/pipeline.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""The ``solidarity`` command.
+
+    solidarity up [--port 8000]             the whole system, embedded (NATS child, SQLite)
+    solidarity serve <service> --port N     one service per process (production)
+    solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
+
+Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+
+from shared.auth import Role, issue_token
+from shared.logging import configure_logging, get_logger
+from shared.settings import SERVICES, Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="solidarity", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the whole system on its embedded defaults")
+    up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    up.add_argument("--host", default=None, help="HTTP bind address (default 127.0.0.1)")
+
+    serve = sub.add_parser("serve", help="run one service (production: PostgreSQL, NATS)")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default=None)
+
+    token = sub.add_parser("token", help="print a signed bearer token")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--sub", default=None, help="subject id (default: a new UUID)")
+    token.add_argument("--name", default="", help="display name")
+    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "host", None) is not None:
+        overrides["host"] = args.host
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = Settings()
+    print(
+        issue_token(
+            settings.effective_jwt_secret,
+            sub=args.sub or str(uuid.uuid4()),
+            role=args.role,
+            name=args.name,
+            issuer=settings.jwt_issuer,
+            ttl_s=args.ttl,
+        )
+    )
+    return 0
+
+
+def _serve(settings: Settings, services: Sequence[str], banner: bool) -> None:
+    import uvicorn
+
+    from services.system import System
+
+    system = System(settings, services)
+    app = system.http_app()
+    if banner:
+        _print_banner(settings, services)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+def _print_banner(settings: Settings, services: Sequence[str]) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    token = issue_token(
+        settings.effective_jwt_secret,
+        sub="coordinator-" + uuid.uuid4().hex[:8],
+        role=Role.COORDINATOR,
+        name="Coordinator (try-out)",
+        issuer=settings.jwt_issuer,
+    )
+    store = "PostgreSQL" if settings.database_url else f"SQLite files in {settings.data_dir}/"
+    lines = [
+        "",
+        "Solidarity is starting.",
+        f"  services:      {', '.join(f'{base}/{s}' for s in services)}",
+        f"  API docs:      {base}/docs   (OpenAPI: {base}/openapi.json)",
+        f"  health:        {base}/contact/health",
+        f"  event store:   {store}",
+        f"  NATS:          {settings.nats_url}",
+        "  coordinator token (12 h):",
+        f"    {token}",
+        "  try:",
+        f"    curl -s -H 'Authorization: Bearer $TOKEN' '{base}/reporting/monthly?month=YYYY-MM'",
+        "  Ctrl-C stops everything.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from shared.nats_server import NatsServer
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_format, settings.log_level)
+    log = get_logger("cli")
+    nats: NatsServer | None = None
+    if not settings.nats_url:
+        nats = NatsServer(settings.data_dir / "nats", port=settings.nats_port).start()
+        settings.nats_url = nats.url
+        log.info("nats_started", port=nats.port, store_dir=str(nats.store_dir))
+    try:
+        _serve(settings, SERVICES, banner=True)
+    finally:
+        if nats is not None:
+            nats.stop()
+            log.info("nats_stopped")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_format, settings.log_level)
+    if not settings.nats_url:
+        print("solidarity serve needs SOLIDARITY_NATS_URL", file=sys.stderr)
+        return 2
+    _serve(settings, [args.service], banner=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

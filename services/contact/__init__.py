@@ -1,0 +1,1 @@
+"""Contact service: referrals, callers, calls and texts, risk and escalations."""

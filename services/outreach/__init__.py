@@ -1,0 +1,1 @@
+"""Outreach service: community meetings, home visits, approvals, safety check-ins."""

@@ -1,0 +1,1 @@
+"""Reporting service: read models fed from the bus (reports, dashboard, audit views)."""

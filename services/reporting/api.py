@@ -1,0 +1,77 @@
+"""Reporting's HTTP API: reports read from its read models."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from services.reporting.app import ReportingProjection
+from shared.auth import Allow, Principal, Role
+from shared.http import roles_doc
+
+REPORT = Allow(Role.COORDINATOR, Role.AUDITOR)
+REBUILD = Allow(Role.COORDINATOR)
+
+
+class MonthlyReport(BaseModel):
+    month: str
+    contacts: int
+    by_channel: dict[str, int]
+    by_issue: dict[str, int]
+
+
+class RebuildResult(BaseModel):
+    applied: dict[str, int]
+
+
+def get_projection(request: Request) -> ReportingProjection:
+    projection = request.app.state.runtimes["reporting"].projection
+    assert isinstance(projection, ReportingProjection)
+    return projection
+
+
+Projection = Annotated[ReportingProjection, Depends(get_projection)]
+
+
+def router() -> APIRouter:
+    r = APIRouter(prefix="/reporting", tags=["reporting"])
+
+    @r.get(
+        "/monthly",
+        response_model=MonthlyReport,
+        summary="Monthly monitoring counts",
+        description=roles_doc(
+            REPORT,
+            "Contacts in a month of London wall-clock time, by channel and by issue, "
+            "as consumed from the contact service's events.",
+        ),
+    )
+    def monthly(
+        projection: Projection,
+        _principal: Annotated[Principal, Depends(REPORT)],
+        month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                                    description="YYYY-MM")],
+    ) -> MonthlyReport:
+        return MonthlyReport(**projection.monthly(month))
+
+    @r.post(
+        "/rebuild",
+        response_model=RebuildResult,
+        summary="Drop and rebuild the read models by replaying the source logs",
+        description=roles_doc(
+            REBUILD,
+            "Drops every read model and replays each source service's event log "
+            "into it. The result is identical to what was built live.",
+        ),
+    )
+    async def rebuild(
+        request: Request,
+        _principal: Annotated[Principal, Depends(REBUILD)],
+    ) -> RebuildResult:
+        runtime = request.app.state.runtimes["reporting"]
+        applied = await runtime.rebuild()
+        return RebuildResult(applied=applied)
+
+    return r

@@ -1,0 +1,58 @@
+"""How reporting applies other services' integration events to its read models.
+
+Each handler runs inside the projection's transaction, beside the tracking row, so an
+event's effect and the record that it was applied commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from services.reporting.app import contacts
+from shared.envelope import IntegrationEvent
+
+LONDON = ZoneInfo("Europe/London")
+
+Handler = Callable[[Connection, IntegrationEvent], None]
+
+
+def london_month(ts: datetime) -> str:
+    """The month in London wall-clock time: 23:30 UTC on 31 May is 1 June in BST."""
+    return ts.astimezone(LONDON).strftime("%Y-%m")
+
+
+def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    started_at = datetime.fromisoformat(d["started_at"])
+    conn.execute(
+        sa.insert(contacts).values(
+            contact_id=d["contact_id"],
+            channel=d["channel"],
+            started_at=started_at,
+            month=london_month(started_at),
+            issues=",".join(sorted(d["issues"])),
+            logged_notification_id=ev.notification_id,
+        )
+    )
+
+
+def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    values: dict[str, object] = {}
+    if d.get("issues") is not None:
+        values["issues"] = ",".join(sorted(d["issues"]))
+    if values:
+        conn.execute(
+            sa.update(contacts).where(contacts.c.contact_id == d["contact_id"]).values(**values)
+        )
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("contact", "ContactLogged"): contact_logged,
+    ("contact", "ContactCorrected"): contact_corrected,
+}

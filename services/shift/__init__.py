@@ -1,0 +1,1 @@
+"""Shift service: rota, supporters, training, assignments, on-call bag, debriefs."""

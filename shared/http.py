@@ -1,0 +1,279 @@
+"""HTTP plumbing every service shares: request and correlation ids, the access log
+(with personal query values redacted), a body-size limit, roles in the OpenAPI
+description, ``Idempotency-Key`` for creating POSTs, and ``ETag``/``If-Match``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from fastapi import FastAPI, Request, Response
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import Allow, Principal
+from shared.logging import get_logger, redact_query
+from shared.problems import (
+    Conflict,
+    PreconditionFailed,
+    Unprocessable,
+    problem_response,
+)
+from shared.store import idempotency_keys
+
+access_log = get_logger("access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+CORRELATION_ID_HEADER = "X-Correlation-ID"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    """Binds request_id and correlation_id for every log line; writes the access log."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = 65536) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        incoming = _header(scope, b"x-correlation-id")
+        correlation_id = incoming if incoming and len(incoming) <= 100 else request_id
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["correlation_id"] = correlation_id
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, correlation_id=correlation_id
+        )
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((CORRELATION_ID_HEADER.encode(), correlation_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            length = _header(scope, b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                response = problem_response(
+                    413,
+                    "payload-too-large",
+                    "Payload too large",
+                    f"The request body is larger than {self.max_body_bytes} bytes.",
+                )
+                await response(scope, receive, send_wrapper)
+                return
+            await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
+        finally:
+            access_log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                query=redact_query(scope.get("query_string", b"").decode("latin-1")),
+                status=status_holder["status"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return wrapped
+
+
+def install_http_basics(app: FastAPI, max_body_bytes: int) -> None:
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return problem_response(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"The request body is larger than {max_body_bytes} bytes.",
+        )
+
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+
+
+def roles_doc(allow: Allow, text: str = "") -> str:
+    return f"{text}\n\n{allow.describe()}".strip()
+
+
+def correlation_of(request: Request) -> str | None:
+    return getattr(request.state, "correlation_id", None)
+
+
+# ----------------------------------------------------------------- ETag / If-Match
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def check_if_match(request: Request, current_version: int) -> None:
+    """412 if the client's If-Match does not name the current version."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return
+    wanted = {h.strip().removeprefix("W/").strip('"') for h in header.split(",")}
+    if str(current_version) not in wanted:
+        raise PreconditionFailed(
+            f"If-Match does not match the current version ({current_version}); "
+            "reload the resource and try again.",
+            headers={"ETag": etag(current_version)},
+        )
+
+
+def expected_version(request: Request) -> int | None:
+    """The version named by If-Match, if one is given, for the application to check."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    value = header.split(",")[0].strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise PreconditionFailed("If-Match must be an ETag this service gave out.")
+    return int(value)
+
+
+# -------------------------------------------------------------------- Idempotency
+
+
+class Idempotency:
+    """``Idempotency-Key`` for creating POSTs: a retry gets the first result.
+
+    The key is reserved before the command runs (a concurrent duplicate gets 409), the
+    new resource's id recorded after it; a failed command releases the key. Only a
+    keyed hash of the body is kept, never the body.
+    """
+
+    def __init__(self, engine: Engine, secret: bytes) -> None:
+        self.engine = engine
+        self.secret = secret
+
+    def _hash(self, body: bytes) -> str:
+        return hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def run(
+        self,
+        *,
+        key: str | None,
+        principal: Principal,
+        route: str,
+        body: bytes,
+        create: Callable[[], str],
+    ) -> tuple[str, bool]:
+        """Run ``create`` once per key; return (resource id, replayed?)."""
+        if key is None:
+            return create(), False
+        if not (1 <= len(key) <= 200):
+            raise Unprocessable(
+                "Idempotency-Key must be 1 to 200 characters.",
+                errors=[{"field": "header.Idempotency-Key", "message": "1 to 200 characters"}],
+            )
+        digest = self._hash(body)
+        where = sa.and_(
+            idempotency_keys.c.principal == principal.sub, idempotency_keys.c.key == key
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(idempotency_keys).values(
+                        principal=principal.sub,
+                        key=key,
+                        route=route,
+                        request_hash=digest,
+                        resource_id=None,
+                        state="pending",
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except SAIntegrityError:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(idempotency_keys).where(where)).mappings().first()
+            if row is None:  # released between our insert and select: try once more
+                return self.run(key=key, principal=principal, route=route, body=body,
+                                create=create)
+            if row["route"] != route or row["request_hash"] != digest:
+                raise Unprocessable(
+                    "This Idempotency-Key was used for a different request.",
+                    errors=[{"field": "header.Idempotency-Key",
+                             "message": "reused with a different request"}],
+                ) from None
+            if row["state"] != "done":
+                raise Conflict(
+                    "A request with this Idempotency-Key is still in progress."
+                ) from None
+            return str(row["resource_id"]), True
+        try:
+            resource_id = create()
+        except BaseException:
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(idempotency_keys).where(where))
+            raise
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(idempotency_keys)
+                .where(where)
+                .values(resource_id=resource_id, state="done")
+            )
+        return resource_id, False
+
+
+def created(response: Response, location: str, version: int | None = None) -> None:
+    response.status_code = 201
+    response.headers["Location"] = location
+    if version is not None:
+        response.headers["ETag"] = etag(version)
+
+
+def page_params(limit: int, cursor: str | None, after: int | None) -> tuple[int, int]:
+    """Decode ``cursor``/``after`` for the notification-log list."""
+    start = after or 0
+    if cursor:
+        if not cursor.isdigit():
+            raise Unprocessable(
+                "cursor is not one this service gave out.",
+                errors=[{"field": "query.cursor", "message": "not a valid cursor"}],
+            )
+        start = int(cursor)
+    return limit, start
+
+
+def jsonable(obj: Any) -> Any:
+    return obj
