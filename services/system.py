@@ -91,6 +91,7 @@ class ServiceRuntime:
         consumers = [
             {
                 "durable": c.durable,
+                "subscribed": c.subscribed,
                 "applied": c.applied_count,
                 "duplicates": c.duplicate_count,
                 "backfilled": c.backfilled_count,
@@ -168,6 +169,7 @@ class System:
                     batch_size=settings.consumer_batch_size,
                     replicas=settings.stream_replicas,
                     duplicate_window_s=settings.stream_duplicate_window_s,
+                    reconcile_interval_s=settings.consumer_reconcile_interval_s,
                 )
                 for upstream in UPSTREAMS
             ]
@@ -176,9 +178,9 @@ class System:
     def _build(self, name: str, hooks: dict[str, Any]) -> ServiceRuntime:
         s = self.settings
         app_cls = APPLICATIONS[name]
+        engine = create_engine(s, name)  # first: it creates the PostgreSQL schema
         app = app_cls(env=eventsourcing_env(s, name))
-        app.clock_skew = timedelta(seconds=s.clock_skew_s)  # type: ignore[attr-defined]
-        engine = create_engine(s, name)
+        app.clock_skew = timedelta(seconds=s.clock_skew_s)
         create_platform_tables(engine)
         relay = Relay(
             app,

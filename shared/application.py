@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -69,6 +69,7 @@ class ServiceApplication(Application[UUID]):
 
     service: ClassVar[str] = ""
     log_section_size = 5000
+    clock_skew = timedelta(minutes=5)
 
     def public_event(self, event: Any) -> Public | None:
         """The public view of one of this service's domain events (see handlers.py)."""

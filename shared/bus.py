@@ -362,6 +362,7 @@ class Consumer:
         replicas: int = 1,
         duplicate_window_s: float = 120.0,
         on_applied: Callable[[IntegrationEvent], None] | None = None,
+        reconcile_interval_s: float = 30.0,
     ) -> None:
         self.projection = projection
         self.upstream = upstream
@@ -372,10 +373,15 @@ class Consumer:
         self.duplicate_window_s = duplicate_window_s
         self.durable = f"{projection.name}-from-{upstream}"
         self.on_applied = on_applied
+        # The chain reveals a missed event only when the next one arrives; when the bus
+        # is quiet, look at the source log now and then so a lost last event is not
+        # left out until the next shift's first call.
+        self.reconcile_interval_s = reconcile_interval_s
         self.applied_count = 0
         self.duplicate_count = 0
         self.backfilled_count = 0
         self.last_error: str | None = None
+        self.subscribed = False
         self.lags_ms: deque[float] = deque(maxlen=2000)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one event at a time; rebuilds take it too
@@ -413,10 +419,15 @@ class Consumer:
                 )
                 # Events published before this consumer existed, or lost, are in the log.
                 await self.catch_up()
+                self.subscribed = True
+                reconciled = time.monotonic()
                 while True:
                     try:
                         msgs = await sub.fetch(self.batch_size, timeout=1)
                     except TimeoutError:
+                        if time.monotonic() - reconciled >= self.reconcile_interval_s:
+                            await self.catch_up()
+                            reconciled = time.monotonic()
                         continue
                     for msg in msgs:
                         event = IntegrationEvent.from_bytes(msg.data)
@@ -426,6 +437,7 @@ class Consumer:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self.subscribed = False
                 self.last_error = type(e).__name__
                 log.warning("consumer_retry", consumer=self.durable, error_type=type(e).__name__)
                 await asyncio.sleep(backoff)

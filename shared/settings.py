@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     )
     relay_ack_timeout_s: float = Field(default=5.0, gt=0)
     consumer_batch_size: int = Field(default=200, ge=1, le=5000)
+    consumer_reconcile_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="When the bus is quiet, how often a consumer checks the source log "
+        "for an event it never received (a lost last event).",
+    )
     max_body_bytes: int = Field(default=65536, ge=1024, description="Largest request body.")
     clock_skew_s: int = Field(
         default=300, ge=0, description="How far in the future a client timestamp may be."

@@ -53,9 +53,11 @@ class PostgresParams:
 
 
 def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
-    """The eventsourcing ``Application`` environment for one service."""
+    """The eventsourcing ``Application`` environment for one service (its PostgreSQL
+    schema is created here if it does not exist: the library does not create it)."""
     if settings.database_url:
         pg = PostgresParams.from_url(settings.database_url)
+        ensure_schema(pg, settings.schema_for(service))
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "POSTGRES_DBNAME": pg.dbname,

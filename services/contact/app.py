@@ -17,8 +17,6 @@ class ContactApplication(ServiceApplication):
     def public_event(self, event: object) -> Public | None:
         return public_event(event)
 
-    clock_skew = timedelta(minutes=5)
-
     def log_contact(
         self,
         *,
