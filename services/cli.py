@@ -83,7 +83,11 @@ def _serve(settings: Settings, services: Sequence[str], banner: bool) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn shut down gracefully first, then re-raises the Ctrl-C it caught.
+        pass
 
 
 def _print_banner(settings: Settings, services: Sequence[str]) -> None:

@@ -76,8 +76,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            length = _header(scope, b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            body = await self._read_body(scope, receive)
+            if body is None:
                 response = problem_response(
                     413,
                     "payload-too-large",
@@ -86,7 +86,7 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_wrapper)
                 return
-            await self.app(scope, _limited(receive, self.max_body_bytes), send_wrapper)
+            await self.app(scope, _replay(body, receive), send_wrapper)
         finally:
             access_log.info(
                 "request",
@@ -99,35 +99,42 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-class BodyTooLarge(Exception):
-    pass
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body (bodies are small here), or None past the limit. A declared
+        Content-Length over the limit is refused before anything is read."""
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    seen = 0
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
 
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge
-        return message
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
-    return wrapped
+    return replay
 
 
 def install_http_basics(app: FastAPI, max_body_bytes: int) -> None:
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
-        return problem_response(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            f"The request body is larger than {max_body_bytes} bytes.",
-        )
-
     app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
 
 
