@@ -252,6 +252,7 @@ class Relay:
                 while True:
                     sent = await self.publish_pending()
                     backoff = 0.2
+                    self.last_error = None
                     if sent < self.batch_size:
                         self._wake.clear()
                         with contextlib.suppress(TimeoutError):
@@ -420,6 +421,7 @@ class Consumer:
                 # Events published before this consumer existed, or lost, are in the log.
                 await self.catch_up()
                 self.subscribed = True
+                self.last_error = None
                 reconciled = time.monotonic()
                 while True:
                     try:
