@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -180,7 +179,7 @@ class System:
         app_cls = APPLICATIONS[name]
         engine = create_engine(s, name)  # first: it creates the PostgreSQL schema
         app = app_cls(env=eventsourcing_env(s, name))
-        app.clock_skew = timedelta(seconds=s.clock_skew_s)
+        app.bind(engine, s)
         create_platform_tables(engine)
         relay = Relay(
             app,

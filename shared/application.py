@@ -19,9 +19,11 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification, ProcessRecorder, Recording, Tracking
+from sqlalchemy.engine import Engine
 
 from shared.envelope import IntegrationEvent, envelope_id
 from shared.problems import PreconditionFailed
+from shared.settings import Settings
 
 
 class Public:
@@ -76,8 +78,15 @@ class ServiceApplication(Application[UUID]):
         return None
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        self._save_listeners: list[Callable[[], None]] = []
+        self._save_listeners: list[Callable[[], object]] = []
         super().__init__(env)
+
+    def bind(self, engine: Engine, settings: Settings) -> None:
+        """Give the application its SQL engine (same database as its events) and settings;
+        services that keep tables of their own (read models, key stores) set them up here."""
+        self.engine = engine
+        self.settings = settings
+        self.clock_skew = timedelta(seconds=settings.clock_skew_s)
 
     def construct_recorder(self) -> ProcessRecorder:  # type: ignore[override]
         return self.factory.process_recorder()
@@ -88,10 +97,10 @@ class ServiceApplication(Application[UUID]):
         return self.recorder
 
     # -- saving ----------------------------------------------------------------
-    def add_save_listener(self, listener: Callable[[], None]) -> None:
+    def add_save_listener(self, listener: Callable[[], object]) -> None:
         self._save_listeners.append(listener)
 
-    def remove_save_listener(self, listener: Callable[[], None]) -> None:
+    def remove_save_listener(self, listener: Callable[[], object]) -> None:
         if listener in self._save_listeners:
             self._save_listeners.remove(listener)
 

@@ -16,6 +16,15 @@ class InvalidCommand(ValueError):
         self.message = message
 
 
+class RuleBroken(Exception):
+    """A command refused because of the aggregate's state, not its input (a 422 that
+    says which rule): closing a contact at immediate risk without an escalation."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def require_aware(field: str, value: datetime) -> datetime:
     """A timestamp must carry its offset; it is kept in UTC."""
     if value.tzinfo is None or value.utcoffset() is None:

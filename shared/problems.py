@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.domain import InvalidCommand
+from shared.domain import InvalidCommand, RuleBroken
 from shared.logging import get_logger
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -144,6 +144,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             "The request is not valid",
             f"Invalid field: body.{exc.field}: {exc.message}",
             errors=[{"field": f"body.{exc.field}", "message": exc.message, "code": "rule"}],
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(RuleBroken)
+    async def _rule(request: Request, exc: RuleBroken) -> JSONResponse:
+        return problem_response(
+            422,
+            "rule-violated",
+            "A rule of the service refused the request",
+            exc.message,
             instance=request.url.path,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.reporting.app import ReportingProjection
 from shared.auth import Allow, Principal, Role
@@ -15,11 +15,18 @@ REPORT = Allow(Role.COORDINATOR, Role.AUDITOR)
 REBUILD = Allow(Role.COORDINATOR)
 
 
+class MissedCalls(BaseModel):
+    total: int
+    by_shift: dict[str, int]
+    by_hour: dict[str, int] = Field(description="London hour of day, 00 to 23.")
+
+
 class MonthlyReport(BaseModel):
     month: str
     contacts: int
     by_channel: dict[str, int]
     by_issue: dict[str, int]
+    missed_calls: MissedCalls
 
 
 class RebuildResult(BaseModel):
@@ -44,8 +51,9 @@ def router() -> APIRouter:
         summary="Monthly monitoring counts",
         description=roles_doc(
             REPORT,
-            "Contacts in a month of London wall-clock time, by channel and by issue, "
-            "as consumed from the contact service's events.",
+            "Answered contacts in a month of London wall-clock time, by channel and by "
+            "issue, and missed calls apart (by shift and by London hour), as consumed from "
+            "the contact service's events.",
         ),
     )
     def monthly(

@@ -35,6 +35,9 @@ contacts = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("month", sa.String(7), nullable=False, index=True),
     sa.Column("issues", sa.String(500), nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False),
+    sa.Column("shift_id", sa.String(36)),
+    sa.Column("london_hour", sa.Integer, nullable=False),
     sa.Column("logged_notification_id", sa.BigInteger, nullable=False),
 )
 
@@ -99,19 +102,34 @@ class ReportingProjection:
     def monthly(self, month: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(contacts.c.channel, contacts.c.issues).where(contacts.c.month == month)
+                sa.select(contacts.c.channel, contacts.c.issues, contacts.c.answered,
+                          contacts.c.shift_id, contacts.c.london_hour)
+                .where(contacts.c.month == month)
             ).all()
         by_channel: Counter[str] = Counter()
         by_issue: Counter[str] = Counter()
-        for channel, issues in rows:
+        missed_by_shift: Counter[str] = Counter()
+        missed_by_hour: Counter[str] = Counter()
+        answered = 0
+        for channel, issues, was_answered, shift_id, hour in rows:
+            if not was_answered:  # missed calls are counted apart
+                missed_by_shift[shift_id or "unassigned"] += 1
+                missed_by_hour[f"{hour:02d}"] += 1
+                continue
+            answered += 1
             by_channel[channel] += 1
             for issue in filter(None, issues.split(",")):
                 by_issue[issue] += 1
         return {
             "month": month,
-            "contacts": len(rows),
+            "contacts": answered,
             "by_channel": dict(sorted(by_channel.items())),
             "by_issue": dict(sorted(by_issue.items())),
+            "missed_calls": {
+                "total": sum(missed_by_hour.values()),
+                "by_shift": dict(sorted(missed_by_shift.items())),
+                "by_hour": dict(sorted(missed_by_hour.items())),
+            },
         }
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:

@@ -36,6 +36,9 @@ def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
             started_at=started_at,
             month=london_month(started_at),
             issues=",".join(sorted(d["issues"])),
+            answered=bool(d.get("answered", True)),
+            shift_id=d.get("shift_id"),
+            london_hour=started_at.astimezone(LONDON).hour,
             logged_notification_id=ev.notification_id,
         )
     )

@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError
 from services.contact.app import ContactApplication
 from shared.envelope import IntegrationEvent, stream_name
 from shared.settings import Settings
-from shared.store import eventsourcing_env
+from shared.store import create_engine, eventsourcing_env
 from tests.support import Stack, contact_body, monthly_count, stack_settings, wait_for
 
 
@@ -183,8 +183,11 @@ def test_lost_last_event_is_found_when_the_bus_is_quiet(
 
 def test_two_concurrent_writes_one_wins_one_conflicts(settings: Settings) -> None:
     env = eventsourcing_env(settings, "contact")
+    engine = create_engine(settings, "contact")
     a = ContactApplication(env=env)
     b = ContactApplication(env=env)  # a second process's view of the same store
+    a.bind(engine, settings)
+    b.bind(engine, settings)
     try:
         contact = a.log_contact(channel="phone", started_at=_an_hour_ago(), issues=["housing"],
                                 ended_at=None, meta={"actor": "s1"})
@@ -200,6 +203,7 @@ def test_two_concurrent_writes_one_wins_one_conflicts(settings: Settings) -> Non
     finally:
         a.close()
         b.close()
+        engine.dispose()
 
 
 def test_concurrent_http_corrections_are_409_never_lost(settings: Settings, nats_url: str) -> None:

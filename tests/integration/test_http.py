@@ -199,7 +199,11 @@ def test_events_log_pages_and_chains(stack: Stack) -> None:
         event = rest["items"][0]
         assert event["type"] == "ContactLogged"
         assert event["service"] == "contact" and event["aggregate_type"] == "Contact"
-        assert set(event["data"]) == {"contact_id", "channel", "started_at", "ended_at", "issues"}
+        assert set(event["data"]) == {
+            "contact_id", "channel", "direction", "answered", "started_at", "ended_at",
+            "issues", "caller_is", "caller_ref", "age_band", "gender", "shift_id",
+            "supporter_ids", "signposted_to",
+        }
         assert c.get("/contact/events", params={"cursor": "abc"}).status_code == 422
         assert c.get("/contact/events", params={"limit": 0}).status_code == 422
 

@@ -1,0 +1,85 @@
+"""A service's own SQL read tables, kept in step with its notification log.
+
+Event-sourced aggregates cannot be listed or searched; a service that needs lists
+(contacts by caller, follow-ups due, the directory by need) projects its own events
+into tables. The projector applies each event and advances its position in one
+transaction, runs synchronously after every local save (so a client reads its own
+writes), and catches up at start after a crash. Its tables can be dropped and rebuilt.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shared.application import ServiceApplication
+
+projector_metadata = sa.MetaData()
+
+local_tracking = sa.Table(
+    "local_projection_position",
+    projector_metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("notification_id", sa.BigInteger, nullable=False),
+)
+
+Apply = Callable[[Connection, Any, int], None]
+
+
+class LocalProjector:
+    def __init__(self, app: ServiceApplication, engine: Engine, name: str,
+                 metadata: sa.MetaData, apply: Apply, batch_size: int = 500) -> None:
+        self.app = app
+        self.engine = engine
+        self.name = name
+        self.metadata = metadata
+        self.apply = apply
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        projector_metadata.create_all(engine)
+        metadata.create_all(engine)
+
+    def position(self, conn: Connection | None = None) -> int:
+        stmt = sa.select(local_tracking.c.notification_id).where(local_tracking.c.name == self.name)
+        if conn is not None:
+            return int(conn.execute(stmt).scalar() or 0)
+        with self.engine.connect() as c:
+            return int(c.execute(stmt).scalar() or 0)
+
+    def catch_up(self) -> int:
+        """Apply every event after the recorded position. Returns how many."""
+        applied = 0
+        with self._lock:  # the only writer of this projection in the process
+            while True:
+                # Read the events before taking the write transaction: on SQLite, holding
+                # the write lock while waiting for an event-store connection deadlocks
+                # with savers that hold a connection and wait for the write lock.
+                position = self.position()
+                batch = self.app.select_notifications(position, self.batch_size)
+                if not batch:
+                    return applied
+                with self.engine.begin() as conn:
+                    for notification in batch:
+                        self.apply(conn, self.app.mapper.to_domain_event(notification),
+                                   notification.id)
+                    last = batch[-1].id
+                    updated = conn.execute(
+                        sa.update(local_tracking).where(local_tracking.c.name == self.name)
+                        .values(notification_id=last)
+                    ).rowcount
+                    if not updated:
+                        conn.execute(sa.insert(local_tracking).values(name=self.name,
+                                                                      notification_id=last))
+                    applied += len(batch)
+
+    def rebuild(self) -> int:
+        with self._lock:
+            self.metadata.drop_all(self.engine)
+            self.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                conn.execute(sa.delete(local_tracking).where(local_tracking.c.name == self.name))
+        return self.catch_up()
