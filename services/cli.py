@@ -52,6 +52,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_token(args: argparse.Namespace) -> int:
     settings = Settings()
+    if not settings.jwt_secret and not (settings.data_dir / "secrets" / "jwt-secret").exists():
+        # A new secret here would sign tokens that no running stack accepts.
+        print(
+            f"no signing secret in {settings.data_dir}/secrets: start the system with this "
+            "SOLIDARITY_DATA_DIR first (solidarity up), or set SOLIDARITY_JWT_SECRET",
+            file=sys.stderr,
+        )
+        return 2
     print(
         issue_token(
             settings.effective_jwt_secret,

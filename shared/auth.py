@@ -27,7 +27,6 @@ class Role(StrEnum):
 
 ALL_ROLES = tuple(Role)
 ALGORITHM = "HS256"
-SERVICE_PREFIX = "service:"
 
 
 @dataclass(frozen=True)

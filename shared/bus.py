@@ -132,6 +132,10 @@ class Bus:
         else:
             await jsm.update_stream(config)
 
+    def forget_stream(self, service: str) -> None:
+        """Check the stream again next time (it may have been deleted meanwhile)."""
+        self._streams_ready.discard(stream_name(service))
+
     async def close(self) -> None:
         self._closing = True
         if self._task and not self._task.done():
@@ -261,6 +265,7 @@ class Relay:
                 raise
             except Exception as e:  # NATS down, ack timeout, store busy: retry, never skip
                 self.last_error = type(e).__name__
+                self.bus.forget_stream(self.service)
                 log.warning("relay_retry", service=self.service, error_type=type(e).__name__,
                             position=self.position)
                 await asyncio.sleep(backoff)
@@ -441,6 +446,7 @@ class Consumer:
             except Exception as e:
                 self.subscribed = False
                 self.last_error = type(e).__name__
+                self.bus.forget_stream(self.upstream)
                 log.warning("consumer_retry", consumer=self.durable, error_type=type(e).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

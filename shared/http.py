@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 import structlog
@@ -32,6 +32,7 @@ from shared.store import idempotency_keys
 
 access_log = get_logger("access")
 
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 REQUEST_ID_HEADER = "X-Request-ID"
 CORRELATION_ID_HEADER = "X-Correlation-ID"
 
@@ -56,7 +57,8 @@ class RequestContextMiddleware:
             return
         request_id = uuid.uuid4().hex
         incoming = _header(scope, b"x-correlation-id")
-        correlation_id = incoming if incoming and len(incoming) <= 100 else request_id
+        # It is stored in events and published: only an opaque id is taken, never text.
+        correlation_id = incoming if incoming and _SAFE_ID.match(incoming) else request_id
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["correlation_id"] = correlation_id
@@ -64,11 +66,12 @@ class RequestContextMiddleware:
             request_id=request_id, correlation_id=correlation_id
         )
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        status_holder: dict[str, int] = {"status": 500}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = 1
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 headers.append((CORRELATION_ID_HEADER.encode(), correlation_id.encode()))
@@ -86,7 +89,16 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_wrapper)
                 return
-            await self.app(scope, _replay(body, receive), send_wrapper)
+            try:
+                await self.app(scope, _replay(body, receive), send_wrapper)
+            except Exception as exc:  # a bug: one structured log line, a problem, no details
+                access_log.error("unhandled_error", path=scope.get("path"),
+                                 error_type=type(exc).__name__, exc_info=exc)
+                if status_holder["status"] == 500 and not status_holder.get("started"):
+                    await problem_response(
+                        500, "internal", "Internal server error",
+                        "The server failed to handle the request. It has been logged.",
+                    )(scope, receive, send_wrapper)
         finally:
             access_log.info(
                 "request",
@@ -151,20 +163,6 @@ def correlation_of(request: Request) -> str | None:
 
 def etag(version: int) -> str:
     return f'"{version}"'
-
-
-def check_if_match(request: Request, current_version: int) -> None:
-    """412 if the client's If-Match does not name the current version."""
-    header = request.headers.get("if-match")
-    if header is None or header.strip() == "*":
-        return
-    wanted = {h.strip().removeprefix("W/").strip('"') for h in header.split(",")}
-    if str(current_version) not in wanted:
-        raise PreconditionFailed(
-            f"If-Match does not match the current version ({current_version}); "
-            "reload the resource and try again.",
-            headers={"ETag": etag(current_version)},
-        )
 
 
 def expected_version(request: Request) -> int | None:
@@ -242,6 +240,14 @@ class Idempotency:
                     errors=[{"field": "header.Idempotency-Key",
                              "message": "reused with a different request"}],
                 ) from None
+            if row["state"] != "done" and _abandoned(row["created_at"]):
+                # A crash between reserving the key and finishing left it pending.
+                with self.engine.begin() as conn:
+                    conn.execute(sa.delete(idempotency_keys).where(
+                        where, idempotency_keys.c.state == "pending",
+                        idempotency_keys.c.created_at == row["created_at"]))
+                return self.run(key=key, principal=principal, route=route, body=body,
+                                create=create)
             if row["state"] != "done":
                 raise Conflict(
                     "A request with this Idempotency-Key is still in progress."
@@ -260,6 +266,15 @@ class Idempotency:
                 .values(resource_id=resource_id, state="done")
             )
         return resource_id, False
+
+
+PENDING_TIMEOUT = timedelta(seconds=60)
+
+
+def _abandoned(created_at: datetime) -> bool:
+    if created_at.tzinfo is None:  # SQLite hands back naive UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    return datetime.now(UTC) - created_at > PENDING_TIMEOUT
 
 
 def created(response: Response, location: str, version: int | None = None) -> None:
@@ -282,5 +297,3 @@ def page_params(limit: int, cursor: str | None, after: int | None) -> tuple[int,
     return limit, start
 
 
-def jsonable(obj: Any) -> Any:
-    return obj

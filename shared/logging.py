@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote
 
 import structlog
 
@@ -31,6 +31,7 @@ SAFE_QUERY_KEYS = frozenset(
         "purpose",
         "role",
         "service",
+        "probe",
     }
 )
 
@@ -40,7 +41,9 @@ def redact_query(query: str) -> str:
     if not query:
         return ""
     pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, v if k in SAFE_QUERY_KEYS else "[redacted]") for k, v in pairs])
+    return "&".join(
+        f"{quote(k)}={quote(v) if k in SAFE_QUERY_KEYS else '[redacted]'}" for k, v in pairs
+    )
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:

@@ -42,6 +42,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ready_in(log_path: Path, offset: int) -> bool:
+    try:
+        with log_path.open("rb") as f:
+            f.seek(offset)
+            return b"Server is ready" in f.read()
+    except OSError:
+        return False
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -64,6 +81,7 @@ class NatsServer:
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
         args = [
             nats_server_binary(),
             "-a", self.host,
@@ -83,13 +101,14 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"nats-server exited with {self.proc.returncode}; see {log_path}"
+                    f"nats-server exited with {self.proc.returncode} (is port {self.port} "
+                    f"taken?); see {log_path}"
                 )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            # Our own child must say it is ready: a port that merely accepts connections
+            # may belong to another server.
+            if _ready_in(log_path, offset) and _listening(self.host, self.port):
+                return self
+            time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout}s")
 

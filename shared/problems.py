@@ -72,16 +72,6 @@ class Unprocessable(Problem):
     status, type, title = 422, "unprocessable", "Unprocessable request"
 
 
-class DomainRuleViolated(Unprocessable):
-    """An aggregate refused a command because it would break an invariant."""
-
-    type, title = "rule-violated", "A rule of the service refused the request"
-
-
-class PayloadTooLarge(Problem):
-    status, type, title = 413, "payload-too-large", "Payload too large"
-
-
 def problem_response(
     status: int,
     type_: str,
@@ -113,9 +103,12 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """The validation errors without the submitted values (they may be personal)."""
     out = []
     for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            loc = loc[:1]  # "body", not a character offset
         out.append(
             {
-                "field": _field_name(err.get("loc", ())),
+                "field": _field_name(loc),
                 "message": str(err.get("msg", "invalid")),
                 "code": str(err.get("type", "invalid")),
             }

@@ -73,7 +73,7 @@ def platform_router(service: str) -> APIRouter:
         _principal: Annotated[Principal, Depends(EVENTS_ALLOW)],
         after: Annotated[int | None, Query(ge=0)] = None,
         cursor: Annotated[str | None, Query(max_length=20)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     ) -> EventPage:
         runtime = request.app.state.runtimes[service]
         limit, start = page_params(limit, cursor, after)

@@ -10,6 +10,7 @@ so a consumer can record tracking in the same transaction as what it writes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -66,8 +67,8 @@ def eventsourcing_env(settings: Settings, service: str) -> dict[str, str]:
             "POSTGRES_USER": pg.user,
             "POSTGRES_PASSWORD": pg.password,
             "POSTGRES_SCHEMA": settings.schema_for(service),
-            "POSTGRES_POOL_SIZE": "5",
-            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_POOL_SIZE": "3",
+            "POSTGRES_MAX_OVERFLOW": "5",
             "POSTGRES_PRE_PING": "y",
             "CREATE_TABLE": "y",
         }
@@ -97,8 +98,8 @@ def create_engine(settings: Settings, service: str) -> Engine:
         return sa.create_engine(
             pg.sqlalchemy_url(),
             pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
+            pool_size=3,
+            max_overflow=5,
             connect_args={"options": f"-csearch_path={schema}"},
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -118,12 +119,26 @@ def create_engine(settings: Settings, service: str) -> Engine:
     return engine
 
 
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 def ensure_schema(pg: PostgresParams, schema: str) -> None:
-    """Create the service's schema before the event store creates its tables in it."""
+    """Create the service's schema, if it is missing, before the event store creates its
+    tables in it. Only an existing schema is needed at start (no CREATE on the database)."""
+    if not SCHEMA_NAME.match(schema):
+        raise ValueError(
+            f"schema name {schema!r}: use lower-case letters, digits and _ "
+            "(SOLIDARITY_DB_SCHEMA_PREFIX)"
+        )
     engine = sa.create_engine(pg.sqlalchemy_url(), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                {"s": schema},
+            ).first()
+            if exists is None:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     finally:
         engine.dispose()
 
