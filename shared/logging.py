@@ -28,7 +28,6 @@ SAFE_QUERY_KEYS = frozenset(
         "due_before",
         "need",
         "open_at",
-        "purpose",
         "role",
         "service",
         "probe",
@@ -70,6 +69,9 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     for name in ("uvicorn.access",):
         logging.getLogger(name).disabled = True
+    # HTTP clients log full request URLs at INFO: keep them to warnings.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:
