@@ -89,6 +89,31 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(
         default=300, ge=0, description="How far in the future a client timestamp may be."
     )
+    sms_provider: Literal["outbox", "twilio"] = Field(
+        default="outbox",
+        description="Where text replies go: `outbox` (embedded mode: stored, sealed, in the "
+        "contact database's sms_outbox table, never sent) or `twilio` (Twilio's REST API).",
+    )
+    sms_auth_token: str | None = Field(
+        default=None,
+        description="The SMS provider's auth token: it checks the inbound webhook's "
+        "X-Twilio-Signature and, with twilio, authenticates sends. Unset: generated and kept "
+        "in the data dir (outbox only).",
+    )
+    sms_account_sid: str | None = Field(
+        default=None, description="The Twilio account sid (required with sms_provider=twilio)."
+    )
+    sms_from_number: str | None = Field(
+        default=None,
+        description="The line's own number texts are sent from, E.164 (required with "
+        "sms_provider=twilio).",
+    )
+    sms_webhook_url: str | None = Field(
+        default=None,
+        description="The public URL the SMS provider posts inbound texts to, exactly as "
+        "configured there (https://.../contact/texts/inbound): the signature covers it. "
+        "Unset: the URL of the request as received.",
+    )
 
     @cached_property
     def is_postgres(self) -> bool:

@@ -7,6 +7,7 @@ for lists and searches.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 from sqlalchemy.engine import Engine
 
 from services.contact import views
@@ -29,9 +31,16 @@ from services.contact.domain import (
     new_caller_ref,
 )
 from services.contact.handlers import public_event
-from shared.application import Public, ServiceApplication, check_expected_version
+from services.contact.sms import (
+    AlreadyTaken,
+    InboundLedger,
+    OutboxSmsSender,
+    SmsSender,
+    TwilioSmsSender,
+)
+from shared.application import Public, ServiceApplication, check_expected_version, command_meta
 from shared.auth import Principal, Role
-from shared.domain import InvalidCommand
+from shared.domain import InvalidCommand, RuleBroken
 from shared.privacy import KeyStore, PhoneIndex, normalise_uk_phone
 from shared.problems import Conflict, Forbidden, NotFound
 from shared.projector import LocalProjector
@@ -67,6 +76,7 @@ class ContactApplication(ServiceApplication):
                                         views.apply)
         self.projector.catch_up()
         self.add_save_listener(self.projector.catch_up)
+        self._bind_texts(settings)
 
     def public_event(self, event: object) -> Public | None:
         return public_event(event)
@@ -462,3 +472,172 @@ class ContactApplication(ServiceApplication):
             entries = [e for e in entries if is_open(e["opening_hours"], local)]
         return entries[:limit]
 
+    # =========================================================================== texts
+    # A text conversation is a Contact with channel=text and a thread of messages. The
+    # SMS provider's webhook brings messages in (``receive_text``); supporters reply
+    # through the ``SmsSender`` adapter chosen by settings (``reply_text``). Bodies and
+    # numbers are sealed with the caller's key before anything is stored, and never
+    # logged. Texting the line in is opting in to replies in that conversation: a new
+    # caller registered from an inbound text has ``consent_to_text`` true (and
+    # ``consent_to_keep_history`` false); a known caller's recorded consent is left as
+    # it is (a supporter records a change with PATCH /contact/callers/{ref}).
+
+    SMS_ACTOR = "sms-provider"  # `actor` of what the provider's webhook records
+    TEXT_SAVE_ATTEMPTS = 5
+
+    sms_sender: SmsSender
+    sms_auth_token: str
+    inbound_texts: InboundLedger
+
+    def _bind_texts(self, settings: Settings) -> None:
+        self.inbound_texts = InboundLedger(self.engine)
+        self._texts_lock = threading.Lock()  # one inbound text at a time finds its thread
+        if settings.sms_provider == "twilio":
+            if not (settings.sms_auth_token and settings.sms_account_sid
+                    and settings.sms_from_number):
+                raise ValueError("sms_provider=twilio needs SOLIDARITY_SMS_AUTH_TOKEN, "
+                                 "SOLIDARITY_SMS_ACCOUNT_SID and SOLIDARITY_SMS_FROM_NUMBER")
+            self.sms_auth_token = settings.sms_auth_token
+            self.sms_sender = TwilioSmsSender(settings.sms_account_sid,
+                                              settings.sms_auth_token, settings.sms_from_number)
+        else:
+            self.sms_auth_token = settings.sms_auth_token or settings.secret("sms-auth-token")
+            self.sms_sender = OutboxSmsSender(self.engine, self.keys, self.phones.find)
+
+    def receive_text(self, *, message_sid: str, from_number: str, body: str,
+                     correlation_id: str | None = None) -> tuple[UUID, bool]:
+        """An inbound text from the provider's webhook: find or register the caller by
+        the number's keyed hash, append to their open text conversation or open one.
+        Returns (contact id, replayed?): a MessageSid taken before creates nothing."""
+        try:
+            number = normalise_uk_phone(from_number)
+        except InvalidCommand:
+            raise InvalidCommand("From", "is not a UK phone number") from None
+        try:
+            self.inbound_texts.reserve(message_sid)
+        except AlreadyTaken as taken:
+            if taken.contact_id is None:
+                raise Conflict("This message is being recorded by another request; "
+                               "try again shortly.") from None
+            return UUID(taken.contact_id), True
+        try:
+            with self._texts_lock:
+                contact = self._append_inbound_text(
+                    number, body, command_meta(self.SMS_ACTOR, correlation_id))
+        except BaseException:
+            self.inbound_texts.release(message_sid)
+            raise
+        self.inbound_texts.done(message_sid, str(contact.id))
+        return contact.id, False
+
+    def _caller_for_number(self, number: str, meta: dict[str, str]) -> Caller:
+        for _ in range(2):
+            subject = self.phones.find(number)
+            if subject is not None:
+                known: object = self.repository.get(UUID(subject))
+                assert isinstance(known, Caller)
+                if not known.erased:
+                    return known
+            try:
+                return self.register_caller(
+                    NewCaller(phone=number, consent_to_text=True,
+                              consent_to_keep_history=False), meta)
+            except Conflict:
+                continue  # registered by another request meanwhile: find them
+        raise Conflict("This number is being registered by another request; try again.")
+
+    def open_text_thread_of(self, caller_id: UUID) -> Contact | None:
+        """The caller's latest text conversation that is not closed, if any."""
+        self.projector.catch_up()
+        for row in views.contacts_of_caller(self.engine, caller_id):  # newest first
+            if row.channel == "text" and not row.closed:
+                return self.get_contact(UUID(row.contact_id))
+        return None
+
+    def _append_inbound_text(self, number: str, body: str, meta: dict[str, str]) -> Contact:
+        caller = self._caller_for_number(number, meta)
+        now = datetime.now(UTC)
+        sealed = self._seal(caller.id, body)
+        assert sealed is not None
+        for attempt in range(self.TEXT_SAVE_ATTEMPTS):
+            contact = self.open_text_thread_of(caller.id)
+            if contact is None:
+                contact = Contact.open_text_thread(
+                    caller_id=caller.id, caller_ref=caller.caller_ref,
+                    age_band=caller.age_band, gender=caller.gender, started_at=now, meta=meta)
+            contact.receive_message(body=sealed, at=now, meta=meta)
+            try:
+                self.save(contact)
+                return contact
+            except IntegrityError:  # a reply was saved meanwhile: reload and append again
+                if attempt + 1 == self.TEXT_SAVE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _text_caller(self, contact: Contact) -> Caller | None:
+        if contact.caller_id is None:
+            return None
+        found: object = self.repository.get(contact.caller_id)
+        assert isinstance(found, Caller)
+        return found
+
+    def reply_text(self, contact_id: UUID, *, body: str,
+                   meta: dict[str, str]) -> tuple[Contact, int]:
+        """Send a reply through the SMS adapter and record it (MessageSent with the
+        provider's reference). Refused, before anything is sent, unless the caller
+        consented to texts and is not erased. Returns the contact and the message's n."""
+        contact = self.get_contact(contact_id)
+        caller = self._text_caller(contact)
+        consents = caller is not None and caller.consent_to_text and not caller.erased
+        contact.check_can_send_message(caller_consents=consents)
+        assert caller is not None
+        number = self.keys.open(caller.phone)
+        if number is None:
+            raise RuleBroken("the caller has no phone number to text")
+        ref = self.sms_sender.send(number, body)
+        # The text has gone: record it, even if the conversation changed meanwhile.
+        now = datetime.now(UTC)
+        sealed = self._seal(caller.id, body)
+        assert sealed is not None
+        for attempt in range(self.TEXT_SAVE_ATTEMPTS):
+            contact.send_message(body=sealed, at=now, provider_ref=ref,
+                                 caller_consents=consents, meta=meta)
+            try:
+                self.save(contact)
+                return contact, len(contact.messages)
+            except IntegrityError:
+                if attempt + 1 == self.TEXT_SAVE_ATTEMPTS:
+                    raise
+                contact = self.get_contact(contact_id)
+        raise AssertionError("unreachable")
+
+    def text_thread(self, contact_id: UUID) -> dict[str, Any]:
+        """A text conversation's messages in order, bodies opened (``[erased]`` after
+        erasure). Outbound messages say whether they went to the provider or, in
+        embedded mode, only to the outbox."""
+        contact = self.get_contact(contact_id)
+        if contact.channel != "text":
+            raise NotFound("No such text conversation.")
+        caller = self._text_caller(contact)
+        return {
+            "contact_id": contact.id,
+            "caller_ref": contact.caller_ref,
+            "started_at": contact.started_at,
+            "closed": contact.closed,
+            "can_reply": caller is not None and caller.consent_to_text and not caller.erased,
+            "messages": [
+                {
+                    "n": n,
+                    "direction": m["direction"],
+                    "at": m["at"],
+                    "body": self.keys.reveal(m["body"]),
+                    "by": m["by"],
+                    "provider_ref": m["provider_ref"],
+                    "delivery": None if m["direction"] == "inbound"
+                    else "outbox" if str(m["provider_ref"]).startswith("outbox-")
+                    else "provider",
+                }
+                for n, m in enumerate(contact.messages, start=1)
+            ],
+            "version": contact.version,
+        }

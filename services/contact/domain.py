@@ -605,12 +605,19 @@ class Contact(Aggregate):
         self.messages.append({"direction": "inbound", "body": body, "at": at,
                               "by": None, "provider_ref": None})
 
-    def send_message(self, *, body: str, at: datetime, provider_ref: str,
-                     caller_consents: bool, meta: dict[str, str]) -> None:
+    def check_can_send_message(self, *, caller_consents: bool) -> None:
+        """Texts go only to a known caller who consented to them. The application asks
+        this before the provider sends anything; ``send_message`` asks it again."""
         if self.channel != Channel.TEXT:
             raise RuleBroken("only a text conversation can be replied to by text")
+        if self.caller_id is None:
+            raise RuleBroken("this text conversation has no known caller to reply to")
         if not caller_consents:
             raise RuleBroken("the caller has not consented to receiving texts")
+
+    def send_message(self, *, body: str, at: datetime, provider_ref: str,
+                     caller_consents: bool, meta: dict[str, str]) -> None:
+        self.check_can_send_message(caller_consents=caller_consents)
         self._message_sent(body=_sealed("body", body), at=require_aware("at", at),
                            provider_ref=provider_ref, meta=meta)
 
