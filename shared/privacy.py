@@ -21,11 +21,12 @@ import threading
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from shared.domain import InvalidCommand
+from shared.domain import InvalidCommand, RuleBroken
 
 TOKEN_PREFIX = "pd1:"  # noqa: S105 - a format marker, not a secret
 ERASED = "[erased]"
@@ -40,6 +41,15 @@ subject_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Subjects whose key was destroyed: no new key may ever be made for them, or data
+# sealed after erasure would be readable again (and old tokens fail to open).
+erased_subjects = sa.Table(
+    "erased_subjects",
+    privacy_metadata,
+    sa.Column("subject_id", sa.String(64), primary_key=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 phone_index = sa.Table(
     "phone_index",
     privacy_metadata,
@@ -47,6 +57,11 @@ phone_index = sa.Table(
     sa.Column("subject_id", sa.String(64), nullable=False, index=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+class ErasedSubject(RuleBroken):
+    """Sealing was asked for a subject whose key was destroyed (a 422: nothing personal
+    may be recorded for an erased person)."""
 
 
 def derive_key(master_key: bytes, purpose: str) -> bytes:
@@ -85,6 +100,8 @@ class KeyStore:
         if wrapped is None:
             if not create:
                 return None
+            if self.is_erased(subject_id):
+                raise ErasedSubject("this data subject was erased: nothing new is sealed")
             key = AESGCM.generate_key(bit_length=256)
             nonce = os.urandom(12)
             blob = nonce + self._wrap.encrypt(nonce, key, subject_id.encode())
@@ -125,7 +142,10 @@ class KeyStore:
         if key is None:
             return None
         raw = base64.urlsafe_b64decode(body.encode())
-        return AESGCM(key).decrypt(raw[:12], raw[12:], subject_id.encode()).decode()
+        try:
+            return AESGCM(key).decrypt(raw[:12], raw[12:], subject_id.encode()).decode()
+        except InvalidTag:  # not sealed with this key: unreadable, as if erased
+            return None
 
     def reveal(self, token: str | None) -> str | None:
         """For views: the plaintext, ``[erased]`` once shredded, None if there was none."""
@@ -139,10 +159,34 @@ class KeyStore:
         with self._lock:
             self._cache.pop(subject_id, None)
         stmt = sa.delete(subject_keys).where(subject_keys.c.subject_id == subject_id)
+        tomb = sa.insert(erased_subjects).values(subject_id=subject_id,
+                                                 erased_at=datetime.now(UTC))
         if conn is not None:
-            return bool(conn.execute(stmt).rowcount)
+            deleted = bool(conn.execute(stmt).rowcount)
+            if not self.is_erased(subject_id, conn):
+                conn.execute(tomb)
+            return deleted
         with self.engine.begin() as c:
-            return bool(c.execute(stmt).rowcount)
+            deleted = bool(c.execute(stmt).rowcount)
+            if not self.is_erased(subject_id, c):
+                c.execute(tomb)
+            return deleted
+
+    def forget_unused(self, subject_id: str) -> None:
+        """Drop a key made for a registration that was then refused (no tombstone:
+        nothing was ever recorded with it)."""
+        with self._lock:
+            self._cache.pop(subject_id, None)
+        with self.engine.begin() as c:
+            c.execute(sa.delete(subject_keys).where(subject_keys.c.subject_id == subject_id))
+
+    def is_erased(self, subject_id: str, conn: Connection | None = None) -> bool:
+        stmt = sa.select(erased_subjects.c.subject_id).where(
+            erased_subjects.c.subject_id == subject_id)
+        if conn is not None:
+            return conn.execute(stmt).first() is not None
+        with self.engine.connect() as c:
+            return c.execute(stmt).first() is not None
 
 
 _UK_MOBILE_OR_LANDLINE = re.compile(r"^\+44[1-9]\d{8,9}$")

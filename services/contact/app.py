@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,6 +86,13 @@ class ContactApplication(ServiceApplication):
 
     # -------------------------------------------------------------------- callers
     def register_caller(self, new: NewCaller, meta: dict[str, str]) -> Caller:
+        return self._registering(new, meta, lambda caller: [caller])
+
+    def _registering(self, new: NewCaller, meta: dict[str, str],
+                     with_caller: Callable[[Caller], list[Any]]) -> Caller:
+        """Register a caller and save it together with whatever ``with_caller`` builds
+        from it, in one transaction: if anything is refused, nothing is stored (the
+        phone claim and the new key are released too)."""
         caller_ref = new_caller_ref()
         while caller_id_for(caller_ref) in self.repository:
             caller_ref = new_caller_ref()
@@ -107,11 +114,11 @@ class ContactApplication(ServiceApplication):
                 consent_to_text=new.consent_to_text,
                 meta=meta,
             )
-            self.save(caller)
+            self.save(*with_caller(caller))
         except BaseException:
             if phone is not None:
                 self.phones.release(phone)
-            self.keys.erase(str(caller_id))
+            self.keys.forget_unused(str(caller_id))
             raise
         return caller
 
@@ -122,6 +129,13 @@ class ContactApplication(ServiceApplication):
             raise NotFound(f"No caller {caller_ref}.") from None
         assert isinstance(caller, Caller)
         return caller
+
+    def _named_caller(self, caller_ref: str) -> Caller:
+        """A caller named in a request body: unknown is bad input (422), not a 404."""
+        try:
+            return self.get_caller(caller_ref)
+        except NotFound:
+            raise InvalidCommand("caller_ref", "no caller has this reference") from None
 
     def lookup_caller(self, phone: str) -> Caller:
         subject = self.phones.find(phone)
@@ -173,9 +187,10 @@ class ContactApplication(ServiceApplication):
             raise Forbidden("Only the coordinator or a supporter on shift may read a "
                             "caller's history.")
         caller = self.get_caller(caller_ref)
-        if caller.erased or not caller.consent_to_keep_history:
+        if not caller.consent_to_keep_history:
             raise Forbidden("The caller has not consented to keeping their history.")
-        caller.read_history(purpose=self._seal(caller.id, purpose) or "", meta=meta)
+        sealed = None if caller.erased else self._seal(caller.id, purpose)
+        caller.read_history(purpose=sealed, meta=meta)
         self.save(caller)  # the read itself is recorded before anything is shown
         rows = views.contacts_of_caller(self.engine, caller.id)
         return [self.contact_row_view(r, include_summary=True) for r in rows]
@@ -201,7 +216,7 @@ class ContactApplication(ServiceApplication):
         contact_id = uuid.uuid4()
         caller: Caller | None = None
         if caller_ref is not None:
-            caller = self.get_caller(caller_ref)
+            caller = self._named_caller(caller_ref)
         number: str | None = None
         if phone is not None:
             number = normalise_uk_phone(phone)
@@ -379,18 +394,28 @@ class ContactApplication(ServiceApplication):
                                  "a referral needs the person's consent to be contacted")
         if (caller_ref is None) == (new_caller is None):
             raise InvalidCommand("caller_ref", "give either caller_ref or a new caller")
-        caller = (self.get_caller(caller_ref) if caller_ref is not None
-                  else self.register_caller(new_caller or NewCaller(), meta))
-        if caller.erased:
-            raise InvalidCommand("caller_ref", "this caller's personal data was erased")
-        referral = Referral.receive(
-            received_at=received_at or datetime.now(UTC), source=source,
-            referrer_organisation=referrer_organisation, caller_id=caller.id,
-            caller_ref=caller.caller_ref, reason=self._seal(caller.id, reason),
-            consent_to_contact=consent_to_contact, meta=meta, skew=self.clock_skew,
-        )
-        self.save(referral)
-        return referral
+        def referral_for(caller: Caller) -> Referral:
+            if caller.erased:
+                raise InvalidCommand("caller_ref", "this caller's personal data was erased")
+            return Referral.receive(
+                received_at=received_at or datetime.now(UTC), source=source,
+                referrer_organisation=referrer_organisation, caller_id=caller.id,
+                caller_ref=caller.caller_ref, reason=self._seal(caller.id, reason),
+                consent_to_contact=consent_to_contact, meta=meta, skew=self.clock_skew,
+            )
+
+        if caller_ref is not None:
+            referral = referral_for(self._named_caller(caller_ref))
+            self.save(referral)
+            return referral
+        made: list[Referral] = []
+
+        def both(caller: Caller) -> list[Any]:
+            made.append(referral_for(caller))
+            return [caller, made[0]]
+
+        self._registering(new_caller or NewCaller(), meta, both)
+        return made[0]
 
     def get_referral(self, referral_id: UUID) -> Referral:
         try:

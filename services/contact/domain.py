@@ -249,11 +249,14 @@ class Caller(Aggregate):
         if consent_to_text is not None:
             self.consent_to_text = consent_to_text
 
-    def read_history(self, *, purpose: str, meta: dict[str, str]) -> None:
-        """Record that someone read this caller's history, and why."""
-        self._not_erased()
+    def read_history(self, *, purpose: str | None, meta: dict[str, str]) -> None:
+        """Record that someone read this caller's history, and why. After erasure the
+        coded history can still be read (the read is still recorded), but no purpose
+        can be kept: nothing personal may be stored for an erased caller."""
         if not self.consent_to_keep_history:
             raise RuleBroken("the caller has not consented to keeping their history")
+        if self.erased and purpose is not None:
+            raise RuleBroken("nothing personal can be recorded for an erased caller")
         self._history_read(purpose=_sealed("purpose", purpose), meta=meta)
 
     class HistoryRead(Aggregate.Event):

@@ -340,11 +340,15 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
         assert full["summary"] == "[erased]" and full["issues"] == ["bereavement"]
         listed = c.get("/contact/contacts", params={"caller_ref": ref}).json()["items"]
         assert listed[0]["summary"] == "[erased]"
-        assert c.get(f"/contact/callers/{ref}/history",
-                     params={"purpose": "check"}).status_code == 403
+        # The coded history stays readable, and the read is still recorded.
+        history = c.get(f"/contact/callers/{ref}/history", params={"purpose": "check"})
+        assert history.status_code == 200
+        assert history.json()["items"][0]["summary"] == "[erased]"
+        assert history.json()["items"][0]["issues"] == ["bereavement"]
         # The store still has every event, and reporting's counts are unchanged.
         events = c.get("/contact/events", params={"limit": 1000}).json()["items"]
         assert "CallerErased" in [e["type"] for e in events]
+        assert [e["type"] for e in events].count("CallerHistoryRead") == 1
         time.sleep(0.5)
         assert counted() == 1
         # The same number can be registered afresh, as a new caller.
@@ -353,3 +357,80 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
 
 
 
+
+
+BAD_INPUT: list[tuple[str, str, dict[str, Any], str]] = [
+    ("POST", "/contact/callers", {"gender": "woman"}, "body.gender"),
+    ("POST", "/contact/callers", {"age_band": 30}, "body.age_band"),
+    ("POST", "/contact/callers", {"consent_to_text": "maybe"}, "body.consent_to_text"),
+    ("POST", "/contact/callers", {"alias": "x" * 201}, "body.alias"),
+    ("POST", "/contact/callers", {"phone": "+33 6 12 34 56 78"}, "body.phone"),
+    ("POST", "/contact/callers", {"nickname": "Jo"}, "body.nickname"),
+    ("POST", "/contact/contacts", contact_body(direction="sideways"), "body.direction"),
+    ("POST", "/contact/contacts", contact_body(caller_is="neighbour"), "body.caller_is"),
+    ("POST", "/contact/contacts", contact_body(caller_ref="bob"), "body.caller_ref"),
+    ("POST", "/contact/contacts", contact_body(caller_ref="C-ZZZZZZZZ"), "caller_ref"),
+    ("POST", "/contact/contacts", contact_body(shift_id="tonight"), "body.shift_id"),
+    ("POST", "/contact/contacts", contact_body(supporter_ids="sup-1"), "body.supporter_ids"),
+    ("POST", "/contact/contacts", contact_body(summary="x" * 5001), "body.summary"),
+    ("POST", "/contact/contacts", contact_body(distressing="very"), "body.distressing"),
+    ("POST", "/contact/contacts", contact_body(follow_up={"by": "soon"}), "body.follow_up.by"),
+    ("POST", "/contact/contacts", contact_body(phone="not a number", answered=False, issues=[]),
+     "body.phone"),
+    ("POST", "/contact/referrals", {"source": "police", "consent_to_contact": True,
+                                    "caller": {}}, "body.source"),
+    ("POST", "/contact/referrals", {"source": "gp", "consent_to_contact": True},
+     "body.caller_ref"),
+    ("POST", "/contact/referrals", {"source": "gp", "consent_to_contact": True, "caller": {},
+                                    "received_at": "2099-01-01T00:00:00+00:00"},
+     "body.received_at"),
+    ("POST", "/contact/directory", {"name": "X", "helps_with": ["housing"],
+                                    "opening_hours": [{"day": "sunday", "opens": "09:00",
+                                                       "closes": "17:00"}]},
+     "body.opening_hours.0.day"),
+    ("POST", "/contact/directory", {"name": "X", "helps_with": []}, "body.helps_with"),
+]
+
+
+def test_bad_input_is_422_naming_the_field_and_stores_nothing(stack: Stack) -> None:
+    with stack.client(Role.COORDINATOR) as c:
+        contact = c.post("/contact/contacts", json=contact_body(started_at=_recent(),
+                                                                ended_at=None)).json()
+        url = f"/contact/contacts/{contact['id']}"
+        cases = [
+            *BAD_INPUT,
+            ("POST", f"{url}/risk-assessments", {"level": "high"}, "body.decision"),
+            ("POST", f"{url}/risk-assessments", {"level": 3, "decision": "x"}, "body.level"),
+            ("POST", f"{url}/escalations", {"kind": "police", "reason": "x"}, "body.kind"),
+            ("POST", f"{url}/escalations", {"kind": "gp"}, "body.reason"),
+            ("PATCH", url, {"reason": "x", "ended_at": "2020-01-01T00:00:00+00:00"},
+             "body.ended_at"),
+        ]
+        before = _stored(stack)
+        for method, path, body, field in cases:
+            r = c.request(method, path, json=body)
+            assert r.status_code == 422, (path, body, r.status_code, r.text)
+            assert r.headers["content-type"] == PROBLEM
+            fields = [e["field"] for e in r.json().get("errors", [])]
+            assert field in fields or field in r.json()["detail"], (path, body, r.json())
+        assert _stored(stack) == before
+
+
+def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> None:
+    caller = _caller(stack, phone="07700 900888")
+    ref = caller["caller_ref"]
+    contact = _log(stack, caller_ref=ref, summary="before erasure", sub="sup-1")
+    with stack.client(Role.COORDINATOR) as c:
+        assert c.delete(f"/contact/callers/{ref}/personal-data").status_code == 200
+        before = _stored(stack)
+        url = f"/contact/contacts/{contact['id']}"
+        for method, path, body in [
+            ("POST", "/contact/contacts", contact_body(caller_ref=ref, summary="after")),
+            ("POST", f"{url}/risk-assessments", {"level": "low", "decision": "after"}),
+            ("POST", f"{url}/escalations", {"kind": "gp", "reason": "after"}),
+            ("PATCH", f"/contact/callers/{ref}", {"consent_to_text": True}),
+        ]:
+            r = c.request(method, path, json=body)
+            assert r.status_code == 422, (path, r.status_code, r.text)
+        assert _stored(stack) == before
+        assert c.get(url).json()["summary"] == "[erased]"
