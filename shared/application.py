@@ -78,7 +78,7 @@ class ServiceApplication(Application[UUID]):
         return None
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        self._save_listeners: list[Callable[[], object]] = []
+        self._save_listeners: list[Callable[[list[Recording[UUID]]], object]] = []
         super().__init__(env)
 
     def bind(self, engine: Engine, settings: Settings) -> None:
@@ -97,16 +97,18 @@ class ServiceApplication(Application[UUID]):
         return self.recorder
 
     # -- saving ----------------------------------------------------------------
-    def add_save_listener(self, listener: Callable[[], object]) -> None:
+    def add_save_listener(self, listener: Callable[[list[Recording[UUID]]], object]) -> None:
         self._save_listeners.append(listener)
 
-    def remove_save_listener(self, listener: Callable[[], object]) -> None:
+    def remove_save_listener(
+        self, listener: Callable[[list[Recording[UUID]]], object]
+    ) -> None:
         if listener in self._save_listeners:
             self._save_listeners.remove(listener)
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         recordings = super().save(*objs, **kwargs)
-        self._saved()
+        self._saved(recordings)
         return recordings
 
     def save_with_tracking(
@@ -117,12 +119,12 @@ class ServiceApplication(Application[UUID]):
         processing = ProcessingEvent[UUID](tracking=tracking)
         processing.collect_events(*objs)
         recordings = self._record(processing)
-        self._saved()
+        self._saved(recordings)
         return recordings
 
-    def _saved(self) -> None:
+    def _saved(self, recordings: list[Recording[UUID]]) -> None:
         for listener in list(self._save_listeners):
-            listener()
+            listener(recordings)
 
     # -- the notification log as integration events ------------------------------
     def max_notification_id(self) -> int:

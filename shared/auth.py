@@ -115,7 +115,8 @@ class Allow:
             raise ValueError("an endpoint must allow at least one role")
         self.roles = tuple(roles)
 
-    def __call__(self, request: Request) -> Principal:
+    async def __call__(self, request: Request) -> Principal:
+        # async: a token check is quick CPU work, not worth a thread-pool hop.
         principal = principal_from_request(request)
         if principal.role not in self.roles:
             allowed = ", ".join(r.value for r in self.roles)

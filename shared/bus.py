@@ -58,6 +58,8 @@ class Bus:
         self._task: asyncio.Task[None] | None = None
         self._streams_ready: set[str] = set()
         self._stream_lock = asyncio.Lock()
+        self._js: JetStreamContext | None = None
+        self._js_conn: NATS | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -100,8 +102,13 @@ class Bus:
         await self._connected.wait()
 
     def jetstream(self) -> JetStreamContext:
+        """One JetStream context per connection: each context subscribes a reply inbox
+        for publish_async, so making one per call would leak a subscription each time."""
         assert self.nc is not None
-        return self.nc.jetstream(timeout=5)
+        if self._js is None or self._js_conn is not self.nc:
+            self._js = self.nc.jetstream(timeout=5)
+            self._js_conn = self.nc
+        return self._js
 
     async def ensure_stream(self, service: str, replicas: int = 1,
                             duplicate_window_s: float = 120.0) -> None:
@@ -219,7 +226,7 @@ class Relay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
+    def wake(self, _recordings: object = None) -> None:
         """Thread-safe: called after a local save."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -254,11 +261,13 @@ class Relay:
                 await self.bus.wait_connected()
                 await self.bus.ensure_stream(self.service, self.replicas, self.duplicate_window_s)
                 while True:
+                    # Clear before reading: a save made while this batch is published sets
+                    # it again, and is then picked up at once rather than at the next poll.
+                    self._wake.clear()
                     sent = await self.publish_pending()
                     backoff = 0.2
                     self.last_error = None
                     if sent < self.batch_size:
-                        self._wake.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             except asyncio.CancelledError:
@@ -324,6 +333,10 @@ class Projection(Protocol):
     def apply(self, event: IntegrationEvent) -> bool:
         """Apply the event and record its tracking in one transaction.
         Return False (and change nothing) if it was applied before."""
+        ...
+
+    def apply_many(self, events: list[IntegrationEvent]) -> list[IntegrationEvent]:
+        """Apply several, each with its tracking; return those applied (not seen before)."""
         ...
 
 
@@ -436,9 +449,8 @@ class Consumer:
                             await self.catch_up()
                             reconciled = time.monotonic()
                         continue
+                    await self.handle_batch([IntegrationEvent.from_bytes(m.data) for m in msgs])
                     for msg in msgs:
-                        event = IntegrationEvent.from_bytes(msg.data)
-                        await self.handle(event)
                         await msg.ack()
                     backoff = 0.2
             except asyncio.CancelledError:
@@ -452,18 +464,47 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
 
     async def handle(self, event: IntegrationEvent) -> None:
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: list[IntegrationEvent]) -> None:
+        """Apply a fetched batch: duplicates skipped, the unbroken chain applied in one
+        transaction, and a gap (an event whose predecessor never came) backfilled from
+        the source log before going on."""
         async with self._lock:
             last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
-            if event.notification_id <= last:
-                self.duplicate_count += 1
-                return
-            if event.previous_notification_id > last:
-                log.warning("consumer_gap", consumer=self.durable, last_applied=last,
-                            previous=event.previous_notification_id,
-                            received=event.notification_id)
-                await self._backfill(last, until=event.notification_id)
-                return
-            await self._apply(event)
+            chain: list[IntegrationEvent] = []
+            for event in sorted(events, key=lambda e: e.notification_id):
+                head = chain[-1].notification_id if chain else last
+                if event.notification_id <= head:
+                    self.duplicate_count += 1
+                    continue
+                if event.previous_notification_id > head:
+                    log.warning("consumer_gap", consumer=self.durable, last_applied=head,
+                                previous=event.previous_notification_id,
+                                received=event.notification_id)
+                    await self._apply_chain(chain)
+                    chain = []
+                    await self._backfill(head, until=event.notification_id)
+                    last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
+                    continue
+                chain.append(event)
+            await self._apply_chain(chain)
+
+    async def _apply_chain(self, chain: list[IntegrationEvent]) -> None:
+        if not chain:
+            return
+        applied = await asyncio.to_thread(self.projection.apply_many, chain)
+        if len(applied) != len(chain):
+            self.duplicate_count += len(chain) - len(applied)
+        self._applied(applied)
+
+    def _applied(self, events: list[IntegrationEvent]) -> None:
+        now = time.time()
+        for event in events:
+            self.applied_count += 1
+            self.lags_ms.append(max(0.0, (now - event.occurred_at.timestamp()) * 1000.0))
+            if self.on_applied is not None:
+                self.on_applied(event)
 
     async def catch_up(self) -> None:
         """Apply whatever the source log holds beyond what was applied."""
@@ -486,12 +527,7 @@ class Consumer:
     async def _apply(self, event: IntegrationEvent) -> bool:
         applied = await asyncio.to_thread(self.projection.apply, event)
         if applied:
-            self.applied_count += 1
-            self.lags_ms.append(
-                max(0.0, (time.time() - event.occurred_at.timestamp()) * 1000.0)
-            )
-            if self.on_applied is not None:
-                self.on_applied(event)
+            self._applied([event])
         else:
             self.duplicate_count += 1
         return applied

@@ -3,17 +3,21 @@
 Event-sourced aggregates cannot be listed or searched; a service that needs lists
 (contacts by caller, follow-ups due, the directory by need) projects its own events
 into tables. The projector applies each event and advances its position in one
-transaction, runs synchronously after every local save (so a client reads its own
-writes), and catches up at start after a crash. Its tables can be dropped and rebuilt.
+transaction. It runs after every local save, before the command answers (under load
+many saves share one transaction), and readers call ``catch_up()`` before they query,
+so a client always reads its own writes, even those made by another process. It catches
+up at start after a crash, and its tables can be dropped and rebuilt.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
+from eventsourcing.persistence import Recording
 from sqlalchemy.engine import Connection, Engine
 
 from shared.application import ServiceApplication
@@ -40,6 +44,7 @@ class LocalProjector:
         self.apply = apply
         self.batch_size = batch_size
         self._lock = threading.Lock()
+        self._known = 0  # highest position this process has seen committed
         projector_metadata.create_all(engine)
         metadata.create_all(engine)
 
@@ -50,6 +55,27 @@ class LocalProjector:
         with self.engine.connect() as c:
             return int(c.execute(stmt).scalar() or 0)
 
+    def saved(self, recordings: Sequence[Recording[UUID]]) -> None:
+        """After a local save, return once its events are projected. Savers queue on the
+        lock; the first through projects everything saved so far in one transaction, and
+        the others find their events already done (measured: cheaper than a background
+        thread, which only adds switching under the GIL)."""
+        if not recordings:
+            return
+        target = max(r.notification.id for r in recordings)
+        if self._known >= target:
+            return
+        self.catch_up()
+
+    def _set_position(self, conn: Connection, notification_id: int) -> None:
+        updated = conn.execute(
+            sa.update(local_tracking).where(local_tracking.c.name == self.name)
+            .values(notification_id=notification_id)
+        ).rowcount
+        if not updated:
+            conn.execute(sa.insert(local_tracking).values(name=self.name,
+                                                          notification_id=notification_id))
+
     def catch_up(self) -> int:
         """Apply every event after the recorded position. Returns how many."""
         applied = 0
@@ -59,6 +85,7 @@ class LocalProjector:
                 # the write lock while waiting for an event-store connection deadlocks
                 # with savers that hold a connection and wait for the write lock.
                 position = self.position()
+                self._known = max(self._known, position)
                 batch = self.app.select_notifications(position, self.batch_size)
                 if not batch:
                     return applied
@@ -66,15 +93,9 @@ class LocalProjector:
                     for notification in batch:
                         self.apply(conn, self.app.mapper.to_domain_event(notification),
                                    notification.id)
-                    last = batch[-1].id
-                    updated = conn.execute(
-                        sa.update(local_tracking).where(local_tracking.c.name == self.name)
-                        .values(notification_id=last)
-                    ).rowcount
-                    if not updated:
-                        conn.execute(sa.insert(local_tracking).values(name=self.name,
-                                                                      notification_id=last))
-                    applied += len(batch)
+                    self._set_position(conn, batch[-1].id)
+                self._known = batch[-1].id
+                applied += len(batch)
 
     def rebuild(self) -> int:
         with self._lock:
@@ -82,4 +103,5 @@ class LocalProjector:
             self.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(local_tracking).where(local_tracking.c.name == self.name))
+            self._known = 0
         return self.catch_up()

@@ -85,6 +85,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # These connections write the service's own tables (read models, positions, keys,
+    # indexes), not its events: NORMAL is safe in WAL mode (no corruption), and a power
+    # cut can only undo the last commits, which the projections replay and the relay
+    # republishes (at-least-once). The event store keeps the library's own setting.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

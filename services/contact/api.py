@@ -309,7 +309,7 @@ class DirectoryPage(BaseModel):
 # ------------------------------------------------------------------ helpers
 
 
-def get_app(request: Request) -> ContactApplication:
+async def get_app(request: Request) -> ContactApplication:
     app = request.app.state.runtimes["contact"].app
     assert isinstance(app, ContactApplication)
     return app
@@ -425,6 +425,8 @@ def router() -> APIRouter:
     def log_contact(body: ContactIn, request: Request, response: Response, app: App,
                     principal: Annotated[Principal, Depends(ON_CALL)],
                     idempotency_key: IdempotencyKey = None) -> ContactOut:
+        made: list[Any] = []
+
         def create() -> str:
             follow_up = body.follow_up if body.follow_up and body.follow_up.needed else None
             contact = app.log_contact(
@@ -439,11 +441,13 @@ def router() -> APIRouter:
                 distressing=body.distressing, answered=body.answered, phone=body.phone,
                 meta=_meta(request, principal),
             )
+            made.append(contact)
             return str(contact.id)
 
         contact_id = _once(request, principal, idempotency_key, "POST /contact/contacts",
                            body, create)
-        contact = app.get_contact(UUID(contact_id))
+        # A replayed Idempotency-Key made nothing: show the contact as it is now.
+        contact = made[0] if made else app.get_contact(UUID(contact_id))
         created(response, f"/contact/contacts/{contact.id}", contact.version)
         return _contact_out(app, principal, contact)
 

@@ -75,8 +75,14 @@ class ContactApplication(ServiceApplication):
         self.projector = LocalProjector(self, engine, "contact-views", views.metadata,
                                         views.apply)
         self.projector.catch_up()
-        self.add_save_listener(self.projector.catch_up)
+        self.add_save_listener(self.projector.saved)
         self._bind_texts(settings)
+
+    def _views(self) -> Engine:
+        """The engine of the read tables, brought up to date first: whoever reads a list
+        sees every write that was acknowledged before it (read-your-writes)."""
+        self.projector.catch_up()
+        return self.engine
 
     def public_event(self, event: object) -> Public | None:
         return public_event(event)
@@ -179,7 +185,7 @@ class ContactApplication(ServiceApplication):
         if principal.role != Role.SUPPORTER:
             return False
         since = datetime.now(UTC) - ON_SHIFT_WINDOW
-        return views.supporter_active_since(self.engine, principal.sub, since)
+        return views.supporter_active_since(self._views(), principal.sub, since)
 
     def caller_history(self, caller_ref: str, *, purpose: str, principal: Principal,
                        meta: dict[str, str]) -> list[dict[str, Any]]:
@@ -192,7 +198,7 @@ class ContactApplication(ServiceApplication):
         sealed = None if caller.erased else self._seal(caller.id, purpose)
         caller.read_history(purpose=sealed, meta=meta)
         self.save(caller)  # the read itself is recorded before anything is shown
-        rows = views.contacts_of_caller(self.engine, caller.id)
+        rows = views.contacts_of_caller(self._views(), caller.id)
         return [self.contact_row_view(r, include_summary=True) for r in rows]
 
     def erase_caller(self, caller_ref: str, meta: dict[str, str]) -> Caller:
@@ -228,7 +234,7 @@ class ContactApplication(ServiceApplication):
                     caller = None if candidate.erased else candidate
         if caller is not None and caller.erased:
             raise InvalidCommand("caller_ref", "this caller's personal data was erased")
-        unknown = views.missing_directory_entries(self.engine, list(signposted_to))
+        unknown = views.missing_directory_entries(self._views(), list(signposted_to))
         if unknown:
             raise InvalidCommand("signposted_to", f"no directory entry {unknown[0]}")
         subject = caller.id if caller is not None else contact_id
@@ -372,7 +378,7 @@ class ContactApplication(ServiceApplication):
                       start: datetime | None, end: datetime | None, limit: int,
                       cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         caller_id = caller_id_for(caller_ref) if caller_ref else None
-        rows, next_cursor = views.list_contacts(self.engine, caller_id=caller_id, start=start,
+        rows, next_cursor = views.list_contacts(self._views(), caller_id=caller_id, start=start,
                                                 end=end, limit=limit, cursor=cursor)
         return [
             self.contact_row_view(
@@ -382,7 +388,7 @@ class ContactApplication(ServiceApplication):
         ], next_cursor
 
     def follow_ups_due(self, due_before: datetime, limit: int) -> list[dict[str, Any]]:
-        return views.follow_ups_due(self.engine, due_before, limit)
+        return views.follow_ups_due(self._views(), due_before, limit)
 
     # ------------------------------------------------------------------- referrals
     def receive_referral(self, *, received_at: datetime | None, source: str,
@@ -450,7 +456,7 @@ class ContactApplication(ServiceApplication):
         }
 
     def list_referrals(self, status: str | None, limit: int) -> list[Referral]:
-        ids = views.referral_ids(self.engine, status, limit)
+        ids = views.referral_ids(self._views(), status, limit)
         out = []
         for rid in ids:
             referral: object = self.repository.get(rid)
@@ -491,7 +497,7 @@ class ContactApplication(ServiceApplication):
 
     def search_directory(self, need: str | None, open_at: datetime | None,
                          limit: int) -> list[dict[str, Any]]:
-        entries = views.directory(self.engine, need)
+        entries = views.directory(self._views(), need)
         if open_at is not None:
             local = open_at.astimezone(LONDON)
             entries = [e for e in entries if is_open(e["opening_hours"], local)]
@@ -574,7 +580,7 @@ class ContactApplication(ServiceApplication):
     def open_text_thread_of(self, caller_id: UUID) -> Contact | None:
         """The caller's latest text conversation that is not closed, if any."""
         self.projector.catch_up()
-        for row in views.contacts_of_caller(self.engine, caller_id):  # newest first
+        for row in views.contacts_of_caller(self._views(), caller_id):  # newest first
             if row.channel == "text" and not row.closed:
                 return self.get_contact(UUID(row.contact_id))
         return None

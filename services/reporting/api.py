@@ -33,7 +33,7 @@ class RebuildResult(BaseModel):
     applied: dict[str, int]
 
 
-def get_projection(request: Request) -> ReportingProjection:
+async def get_projection(request: Request) -> ReportingProjection:
     projection = request.app.state.runtimes["reporting"].projection
     assert isinstance(projection, ReportingProjection)
     return projection

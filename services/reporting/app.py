@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from shared.application import ServiceApplication
@@ -67,19 +67,33 @@ class ReportingProjection:
             ).scalar()
         return int(value or 0)
 
-    def apply(self, event: IntegrationEvent) -> bool:
+    def _apply_in(self, conn: Connection, event: IntegrationEvent) -> None:
         from services.reporting.handlers import HANDLERS
 
+        conn.execute(
+            sa.insert(consumer_tracking).values(
+                upstream=event.service, notification_id=event.notification_id
+            )
+        )
         handler = HANDLERS.get((event.service, event.type))
+        if handler is not None:
+            handler(conn, event)
+
+    def apply_many(self, events: list[IntegrationEvent]) -> list[IntegrationEvent]:
+        """All in one transaction; if any was applied before (a tracking row exists),
+        roll back and apply them one by one, so each is applied exactly once."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    sa.insert(consumer_tracking).values(
-                        upstream=event.service, notification_id=event.notification_id
-                    )
-                )
-                if handler is not None:
-                    handler(conn, event)
+                for event in events:
+                    self._apply_in(conn, event)
+        except IntegrityError:
+            return [e for e in events if self.apply(e)]
+        return list(events)
+
+    def apply(self, event: IntegrationEvent) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                self._apply_in(conn, event)
         except IntegrityError:
             # The tracking row exists: this event was applied before. Nothing changed.
             with self.engine.connect() as conn:
