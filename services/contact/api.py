@@ -139,6 +139,7 @@ class CompleteIn(Strict):
 
 
 class RiskOut(BaseModel):
+    id: str = Field(description="<contact_id>/<n>: the assessment's place in the trail.")
     contact_id: UUID
     n: int
     level: RiskLevel
@@ -152,6 +153,7 @@ class RiskOut(BaseModel):
 
 
 class EscalationOut(BaseModel):
+    id: str = Field(description="<contact_id>/<n>.")
     contact_id: UUID
     n: int
     kind: EscalationKind
@@ -508,7 +510,7 @@ def router() -> APIRouter:
         view = app.contact_view(contact, include_personal=True)["risk_trail"][-1]
         created(response, f"/contact/contacts/{contact_id}/risk-assessments/{view['n']}",
                 contact.version)
-        return RiskOut(contact_id=contact_id, **view)
+        return RiskOut(id=f"{contact_id}/{view['n']}", contact_id=contact_id, **view)
 
     @r.get("/contacts/{contact_id}/risk-assessments/{n}", response_model=RiskOut,
            summary="One risk assessment",
@@ -517,7 +519,8 @@ def router() -> APIRouter:
     def get_assessment(contact_id: UUID, n: int, app: App,
                        principal: Annotated[Principal, Depends(READ)]) -> RiskOut:
         out = _contact_out(app, principal, app.get_contact(contact_id))
-        return RiskOut(contact_id=contact_id, **_nth(out.risk_trail, n, "risk assessment"))
+        return RiskOut(id=f"{contact_id}/{n}", contact_id=contact_id,
+                       **_nth(out.risk_trail, n, "risk assessment"))
 
     @r.post("/contacts/{contact_id}/escalations", status_code=201,
             response_model=EscalationOut, summary="Record an escalation",
@@ -531,14 +534,15 @@ def router() -> APIRouter:
         view = app.contact_view(contact, include_personal=True)["escalations"][-1]
         created(response, f"/contact/contacts/{contact_id}/escalations/{view['n']}",
                 contact.version)
-        return EscalationOut(contact_id=contact_id, **view)
+        return EscalationOut(id=f"{contact_id}/{view['n']}", contact_id=contact_id, **view)
 
     @r.get("/contacts/{contact_id}/escalations/{n}", response_model=EscalationOut,
            summary="One escalation", description=roles_doc(READ))
     def get_escalation(contact_id: UUID, n: int, app: App,
                        principal: Annotated[Principal, Depends(READ)]) -> EscalationOut:
         out = _contact_out(app, principal, app.get_contact(contact_id))
-        return EscalationOut(contact_id=contact_id, **_nth(out.escalations, n, "escalation"))
+        return EscalationOut(id=f"{contact_id}/{n}", contact_id=contact_id,
+                             **_nth(out.escalations, n, "escalation"))
 
     @r.post("/contacts/{contact_id}/close", response_model=ContactOut, summary="Close a contact",
             description=roles_doc(ON_CALL, "At immediate risk, closing needs an escalation or "

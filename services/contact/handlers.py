@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.contact.domain import Caller, Contact, Referral
+from services.contact.domain import Caller, Contact, DirectoryEntry, Referral
 from shared.application import Public
 
 
@@ -73,6 +73,14 @@ def public_event(event: Any) -> Public | None:
         return Public("ReferralAccepted", {"referral_id": cid})
     if isinstance(event, Referral.Declined):
         return Public("ReferralDeclined", {"referral_id": cid})
+    if isinstance(event, DirectoryEntry.Added | DirectoryEntry.Updated):
+        # Organisations, not people: their names may travel, for signposting reports.
+        name = ("DirectoryEntryAdded" if isinstance(event, DirectoryEntry.Added)
+                else "DirectoryEntryUpdated")
+        return Public(name, {"entry_id": cid, "name": event.name,
+                             "helps_with": list(event.helps_with)})
+    if isinstance(event, DirectoryEntry.Removed):
+        return Public("DirectoryEntryRemoved", {"entry_id": cid})
     if isinstance(event, Caller.Registered):
         return Public("CallerRegistered", {"caller_ref": event.caller_ref,
                                            "age_band": event.age_band, "gender": event.gender})

@@ -26,6 +26,8 @@ class MonthlyReport(BaseModel):
     contacts: int
     by_channel: dict[str, int]
     by_issue: dict[str, int]
+    signposting: dict[str, int] = Field(
+        description="Answered contacts signposted to each directory service, by its name.")
     missed_calls: MissedCalls
 
 

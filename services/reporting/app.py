@@ -38,7 +38,15 @@ contacts = sa.Table(
     sa.Column("answered", sa.Boolean, nullable=False),
     sa.Column("shift_id", sa.String(36)),
     sa.Column("london_hour", sa.Integer, nullable=False),
+    sa.Column("signposted_to", sa.String(2000), nullable=False, server_default=""),
     sa.Column("logged_notification_id", sa.BigInteger, nullable=False),
+)
+
+directory_names = sa.Table(
+    "rm_directory",
+    read_models,
+    sa.Column("entry_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
 )
 
 UPSTREAMS = ("contact", "shift", "outreach")
@@ -117,15 +125,19 @@ class ReportingProjection:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(contacts.c.channel, contacts.c.issues, contacts.c.answered,
-                          contacts.c.shift_id, contacts.c.london_hour)
+                          contacts.c.shift_id, contacts.c.london_hour,
+                          contacts.c.signposted_to)
                 .where(contacts.c.month == month)
             ).all()
+            names = dict(conn.execute(sa.select(directory_names.c.entry_id,
+                                                directory_names.c.name)).all())
         by_channel: Counter[str] = Counter()
         by_issue: Counter[str] = Counter()
         missed_by_shift: Counter[str] = Counter()
         missed_by_hour: Counter[str] = Counter()
+        signposting: Counter[str] = Counter()
         answered = 0
-        for channel, issues, was_answered, shift_id, hour in rows:
+        for channel, issues, was_answered, shift_id, hour, signposted in rows:
             if not was_answered:  # missed calls are counted apart
                 missed_by_shift[shift_id or "unassigned"] += 1
                 missed_by_hour[f"{hour:02d}"] += 1
@@ -134,11 +146,14 @@ class ReportingProjection:
             by_channel[channel] += 1
             for issue in filter(None, issues.split(",")):
                 by_issue[issue] += 1
+            for entry in filter(None, signposted.split(",")):
+                signposting[names.get(entry, entry)] += 1
         return {
             "month": month,
             "contacts": answered,
             "by_channel": dict(sorted(by_channel.items())),
             "by_issue": dict(sorted(by_issue.items())),
+            "signposting": dict(sorted(signposting.items())),
             "missed_calls": {
                 "total": sum(missed_by_hour.values()),
                 "by_shift": dict(sorted(missed_by_shift.items())),

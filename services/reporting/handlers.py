@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.reporting.app import contacts
+from services.reporting.app import contacts, directory_names
 from shared.envelope import IntegrationEvent
 
 LONDON = ZoneInfo("Europe/London")
@@ -39,6 +39,7 @@ def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
             answered=bool(d.get("answered", True)),
             shift_id=d.get("shift_id"),
             london_hour=started_at.astimezone(LONDON).hour,
+            signposted_to=",".join(d.get("signposted_to") or []),
             logged_notification_id=ev.notification_id,
         )
     )
@@ -55,7 +56,18 @@ def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:
         )
 
 
+def directory_entry(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    where = directory_names.c.entry_id == d["entry_id"]
+    if conn.execute(sa.select(directory_names.c.entry_id).where(where)).first() is None:
+        conn.execute(sa.insert(directory_names).values(entry_id=d["entry_id"], name=d["name"]))
+    else:
+        conn.execute(sa.update(directory_names).where(where).values(name=d["name"]))
+
+
 HANDLERS: dict[tuple[str, str], Handler] = {
+    ("contact", "DirectoryEntryAdded"): directory_entry,
+    ("contact", "DirectoryEntryUpdated"): directory_entry,
     ("contact", "ContactLogged"): contact_logged,
     ("contact", "ContactCorrected"): contact_corrected,
 }

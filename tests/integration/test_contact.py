@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from services.reporting.handlers import london_month
 from shared.auth import Role
 from shared.settings import Settings
 from tests.support import Stack, contact_body, stack_settings, wait_for
@@ -161,6 +162,7 @@ def test_risk_trail_escalation_and_closing_rule(stack: Stack) -> None:
             "level": "immediate", "factors": "plan and means", "decision": "stay on the line",
             "reasoning": "said they had tablets"})
         assert r.status_code == 201 and r.headers["location"].endswith("/risk-assessments/1")
+        assert r.json()["id"] == f"{contact['id']}/1"
         assert r.json()["reasoning"] == "said they had tablets"
         before = _stored(stack)
         r = c.post(f"{url}/close", json={})
@@ -220,7 +222,7 @@ def test_missed_calls_follow_ups_and_reporting(stack: Stack) -> None:
         assert c.post(f"/contact/contacts/{missed['id']}/follow-ups/7/complete",
                       json={}).status_code == 404
     _log(stack)  # one answered call
-    month = datetime.now(UTC).astimezone().strftime("%Y-%m")
+    month = london_month(datetime.now(UTC))
     with stack.client(Role.COORDINATOR) as c:
         def report() -> dict[str, Any]:
             return dict(c.get("/reporting/monthly", params={"month": month}).json())
@@ -316,6 +318,11 @@ def test_directory_search_by_need_and_london_opening_hours(stack: Stack) -> None
         assert c.delete(url).status_code == 204
         assert c.get(url).status_code == 404
         assert c.delete(url).status_code == 404
+        # Reports count signposting per service, by the service's name.
+        month = london_month(datetime.now(UTC))
+        wait_for(lambda: c.get("/reporting/monthly", params={"month": month}
+                               ).json()["signposting"] == {"Cruse Bereavement Support": 1},
+                 what="signposting counted")
 
 
 def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None:
@@ -323,7 +330,7 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
     ref = caller["caller_ref"]
     contact = _log(stack, caller_ref=ref, summary="Spoke about Marigold's sister",
                    sub="sup-1", issues=["bereavement"])
-    month = datetime.now(UTC).strftime("%Y-%m")
+    month = london_month(datetime.now(UTC))
     with stack.client(Role.COORDINATOR) as c:
         def counted() -> int:
             return int(c.get("/reporting/monthly", params={"month": month}).json()["contacts"])

@@ -12,6 +12,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 
+from services.reporting.handlers import london_month
 from shared.auth import Role
 from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
@@ -117,7 +118,7 @@ def _exercise_and_check(settings: Settings, nats_url: str,
             assert "Bluebell" not in bad.text and "paracetamol" not in bad.text
             r = c.get(f"/contact/callers/{ref}/history", params={"purpose": "check Bluebell"})
             assert r.status_code == 200
-            month = datetime.now(UTC).strftime("%Y-%m")
+            month = london_month(datetime.now(UTC))
             wait_for(lambda: c.get("/reporting/monthly", params={"month": month}
                                    ).json()["contacts"] == 1, what="reporting")
             relay = stack.runtime("contact").relay
