@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Notification, ProcessRecorder, Recording, Tracking
 from sqlalchemy.engine import Engine
 
 from shared.envelope import IntegrationEvent, envelope_id
-from shared.problems import PreconditionFailed
+from shared.problems import NotFound, PreconditionFailed
 from shared.settings import Settings
+
+A = TypeVar("A")
 
 
 class Public:
@@ -95,6 +97,17 @@ class ServiceApplication(Application[UUID]):
     def process_recorder(self) -> ProcessRecorder:
         assert isinstance(self.recorder, ProcessRecorder)
         return self.recorder
+
+    # -- loading ---------------------------------------------------------------
+    def load(self, aggregate_id: UUID, cls: type[A], what: str) -> A:
+        """The aggregate of that type, or a 404 problem naming what was looked for."""
+        try:
+            found: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"No such {what}.") from None
+        if not isinstance(found, cls):
+            raise NotFound(f"No such {what}.")
+        return found
 
     # -- saving ----------------------------------------------------------------
     def add_save_listener(self, listener: Callable[[list[Recording[UUID]]], object]) -> None:

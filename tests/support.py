@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+import nats
 import uvicorn
 
 from services.system import System
 from shared.auth import Role, issue_token
+from shared.envelope import stream_name
 from shared.nats_server import free_port
 from shared.settings import SERVICES, Settings
 
@@ -115,3 +117,21 @@ def monthly_count(client: httpx.Client, month: str = "2026-11") -> int:
     resp = client.get("/reporting/monthly", params={"month": month})
     assert resp.status_code == 200, resp.text
     return int(resp.json()["contacts"])
+
+
+async def stream_messages(url: str, service: str) -> list[bytes]:
+    """Every message in a service's JetStream stream, as the bytes NATS holds."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream_name(service))
+        out: list[bytes] = []
+        if not info.state.messages:
+            return out
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(stream_name(service), seq)
+            assert msg.data is not None
+            out.append(msg.data)
+        return out
+    finally:
+        await nc.close()

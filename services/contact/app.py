@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy.engine import Engine
 
@@ -129,12 +128,7 @@ class ContactApplication(ServiceApplication):
         return caller
 
     def get_caller(self, caller_ref: str) -> Caller:
-        try:
-            caller: object = self.repository.get(caller_id_for(caller_ref))
-        except AggregateNotFoundError:
-            raise NotFound(f"No caller {caller_ref}.") from None
-        assert isinstance(caller, Caller)
-        return caller
+        return self.load(caller_id_for(caller_ref), Caller, f"caller {caller_ref}")
 
     def _named_caller(self, caller_ref: str) -> Caller:
         """A caller named in a request body: unknown is bad input (422), not a 404."""
@@ -256,13 +250,7 @@ class ContactApplication(ServiceApplication):
         return contact
 
     def get_contact(self, contact_id: UUID) -> Contact:
-        try:
-            contact: object = self.repository.get(contact_id)
-        except AggregateNotFoundError:
-            raise NotFound("No such contact.") from None
-        if not isinstance(contact, Contact):
-            raise NotFound("No such contact.")
-        return contact
+        return self.load(contact_id, Contact, "contact")
 
     def _subject(self, contact: Contact) -> UUID:
         return contact.caller_id or contact.id
@@ -424,13 +412,7 @@ class ContactApplication(ServiceApplication):
         return made[0]
 
     def get_referral(self, referral_id: UUID) -> Referral:
-        try:
-            referral: object = self.repository.get(referral_id)
-        except AggregateNotFoundError:
-            raise NotFound("No such referral.") from None
-        if not isinstance(referral, Referral):
-            raise NotFound("No such referral.")
-        return referral
+        return self.load(referral_id, Referral, "referral")
 
     def decide_referral(self, referral_id: UUID, *, accept: bool, reason: str,
                         meta: dict[str, str], expected_version: int | None) -> Referral:
@@ -471,11 +453,8 @@ class ContactApplication(ServiceApplication):
         return entry
 
     def get_directory_entry(self, entry_id: UUID) -> DirectoryEntry:
-        try:
-            entry: object = self.repository.get(entry_id)
-        except AggregateNotFoundError:
-            raise NotFound("No such directory entry.") from None
-        if not isinstance(entry, DirectoryEntry) or entry.removed:
+        entry = self.load(entry_id, DirectoryEntry, "directory entry")
+        if entry.removed:
             raise NotFound("No such directory entry.")
         return entry
 

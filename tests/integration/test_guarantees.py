@@ -16,10 +16,17 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from services.contact.app import ContactApplication
-from shared.envelope import IntegrationEvent, stream_name
+from shared.envelope import IntegrationEvent
 from shared.settings import Settings
 from shared.store import create_engine, eventsourcing_env
-from tests.support import Stack, contact_body, monthly_count, stack_settings, wait_for
+from tests.support import (
+    Stack,
+    contact_body,
+    monthly_count,
+    stack_settings,
+    stream_messages,
+    wait_for,
+)
 
 
 def _post_contacts(stack: Stack, n: int, **fields: Any) -> list[str]:
@@ -33,18 +40,7 @@ def _post_contacts(stack: Stack, n: int, **fields: Any) -> list[str]:
 
 
 async def _stream_messages(url: str, service: str) -> list[IntegrationEvent]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream_name(service))
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(stream_name(service), seq)
-            assert msg.data is not None
-            out.append(IntegrationEvent.from_bytes(msg.data))
-        return out
-    finally:
-        await nc.close()
+    return [IntegrationEvent.from_bytes(m) for m in await stream_messages(url, service)]
 
 
 def _reporting_consumer(stack: Stack, upstream: str = "contact") -> Any:

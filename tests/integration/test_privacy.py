@@ -8,7 +8,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import nats
 import pytest
 import sqlalchemy as sa
 
@@ -17,28 +16,14 @@ from shared.auth import Role
 from shared.logging import configure_logging
 from shared.settings import SERVICES, Settings
 from shared.store import PostgresParams
-from tests.support import Stack, contact_body, stack_settings, wait_for
+from tests.support import Stack, contact_body, stack_settings, stream_messages, wait_for
 
 PHONE_WRITTEN = "07700 900461"
 SECRETS = ["900461", "+447700900461", "Bluebell", "ate all the paracetamol in Kennington"]
 
 
 async def _everything_on_nats(url: str) -> bytes:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        out = b""
-        for service in SERVICES:
-            name = f"SOLIDARITY_{service.upper()}"
-            info = await js.stream_info(name)
-            if not info.state.messages:
-                continue
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                msg = await js.get_msg(name, seq)
-                out += (msg.data or b"") + repr(msg.headers).encode()
-        return out
-    finally:
-        await nc.close()
+    return b"".join([b"".join(await stream_messages(url, service)) for service in SERVICES])
 
 
 def _postgres_text(settings: Settings) -> str:

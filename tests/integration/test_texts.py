@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import pytest
 import sqlalchemy as sa
 
 from services.contact.sms import SmsSendError, sms_inbound, sms_outbox, twilio_signature
 from shared.auth import Role
-from shared.envelope import IntegrationEvent, stream_name
+from shared.envelope import IntegrationEvent
 from shared.settings import Settings
-from tests.support import Stack, contact_body, stack_settings, wait_for
+from tests.support import Stack, contact_body, stack_settings, stream_messages, wait_for
 
 PROBLEM = "application/problem+json"
 NUMBER = "+447700900123"  # Ofcom's drama range: never a real person
@@ -401,18 +400,7 @@ def test_erasure_shreds_the_thread_and_stops_replies(stack: Stack) -> None:
 
 async def _stream_raw(url: str, service: str) -> list[bytes]:
     """Every message in the service's stream, as the bytes NATS holds."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream_name(service))
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(stream_name(service), seq)
-            assert msg.data is not None
-            out.append(msg.data)
-        return out
-    finally:
-        await nc.close()
+    return await stream_messages(url, service)
 
 
 def _files_bytes(data_dir: Path) -> bytes:
