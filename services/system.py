@@ -148,7 +148,13 @@ class System:
         if not settings.nats_url:
             raise ValueError("the system needs a NATS URL (solidarity up starts one)")
         self.settings = settings
-        self.bus = Bus(settings.nats_url, name="solidarity-" + "-".join(services))
+        self.bus = Bus(
+            settings.nats_url,
+            name="solidarity-" + "-".join(services),
+            replicas=settings.stream_replicas,
+            duplicate_window_s=settings.stream_duplicate_window_s,
+            max_age_s=settings.stream_max_age_days * 86400,
+        )
         self.runtimes: dict[str, ServiceRuntime] = {}
         relay_hooks = relay_hooks or {}
         for name in services:
@@ -166,8 +172,6 @@ class System:
                     self.bus,
                     self.event_source,
                     batch_size=settings.consumer_batch_size,
-                    replicas=settings.stream_replicas,
-                    duplicate_window_s=settings.stream_duplicate_window_s,
                     reconcile_interval_s=settings.consumer_reconcile_interval_s,
                 )
                 for upstream in UPSTREAMS
@@ -188,8 +192,6 @@ class System:
             batch_size=s.relay_batch_size,
             poll_interval_s=s.relay_poll_interval_s,
             ack_timeout_s=s.relay_ack_timeout_s,
-            replicas=s.stream_replicas,
-            duplicate_window_s=s.stream_duplicate_window_s,
             **hooks,
         )
         idem = Idempotency(engine, s.effective_master_key)

@@ -48,11 +48,17 @@ log = get_logger("bus")
 class Bus:
     """A NATS connection that is made in the background and re-made when lost."""
 
-    def __init__(self, servers: str | Sequence[str], name: str = "solidarity") -> None:
+    def __init__(self, servers: str | Sequence[str], name: str = "solidarity", *,
+                 replicas: int = 1, duplicate_window_s: float = 120.0,
+                 max_age_s: float = 30 * 86400) -> None:
         if isinstance(servers, str):
             servers = [s.strip() for s in servers.split(",") if s.strip()]
         self.servers = list(servers)
         self.name = name
+        # Every stream this process creates or updates gets the same configuration.
+        self.replicas = replicas
+        self.duplicate_window_s = duplicate_window_s
+        self.max_age_s = max_age_s
         self.nc: NATS | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -110,25 +116,24 @@ class Bus:
             self._js_conn = self.nc
         return self._js
 
-    async def ensure_stream(self, service: str, replicas: int = 1,
-                            duplicate_window_s: float = 120.0) -> None:
+    async def ensure_stream(self, service: str) -> None:
         """Create or update the service's stream: file storage, limits retention."""
         name = stream_name(service)
         async with self._stream_lock:
             if name in self._streams_ready:
                 return
-            await self._put_stream(name, service, replicas, duplicate_window_s)
+            await self._put_stream(name, service)
             self._streams_ready.add(name)
 
-    async def _put_stream(self, name: str, service: str, replicas: int,
-                          duplicate_window_s: float) -> None:
+    async def _put_stream(self, name: str, service: str) -> None:
         config = StreamConfig(
             name=name,
             subjects=stream_subjects(service),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=duplicate_window_s,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            max_age=self.max_age_s,
         )
         jsm = self.jetstream()
         try:
@@ -201,8 +206,6 @@ class Relay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         ack_timeout_s: float = 5.0,
-        replicas: int = 1,
-        duplicate_window_s: float = 120.0,
         after_publish: Callable[[list[IntegrationEvent]], Awaitable[None]] | None = None,
         drop: Callable[[IntegrationEvent], bool] | None = None,
     ) -> None:
@@ -213,8 +216,6 @@ class Relay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.ack_timeout_s = ack_timeout_s
-        self.replicas = replicas
-        self.duplicate_window_s = duplicate_window_s
         # Fault injection for tests: runs after the acks and before the position is
         # recorded; and a filter of events never to send (a message lost in transit).
         self.after_publish = after_publish
@@ -259,7 +260,7 @@ class Relay:
         while True:
             try:
                 await self.bus.wait_connected()
-                await self.bus.ensure_stream(self.service, self.replicas, self.duplicate_window_s)
+                await self.bus.ensure_stream(self.service)
                 while True:
                     # Clear before reading: a save made while this batch is published sets
                     # it again, and is then picked up at once rather than at the next poll.
@@ -378,8 +379,6 @@ class Consumer:
         source: EventSource,
         *,
         batch_size: int = 200,
-        replicas: int = 1,
-        duplicate_window_s: float = 120.0,
         on_applied: Callable[[IntegrationEvent], None] | None = None,
         reconcile_interval_s: float = 30.0,
     ) -> None:
@@ -388,8 +387,6 @@ class Consumer:
         self.bus = bus
         self.source = source
         self.batch_size = batch_size
-        self.replicas = replicas
-        self.duplicate_window_s = duplicate_window_s
         self.durable = f"{projection.name}-from-{upstream}"
         self.on_applied = on_applied
         # The chain reveals a missed event only when the next one arrives; when the bus
@@ -423,7 +420,7 @@ class Consumer:
         while True:
             try:
                 await self.bus.wait_connected()
-                await self.bus.ensure_stream(self.upstream, self.replicas, self.duplicate_window_s)
+                await self.bus.ensure_stream(self.upstream)
                 js = self.bus.jetstream()
                 sub = await js.pull_subscribe(
                     f"solidarity.{self.upstream}.>",

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(
         default=1, ge=1, le=5, description="JetStream replicas per stream (3 in the cluster)."
     )
+    stream_max_age_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long JetStream keeps a message. The bus is transport, not the record: "
+        "a consumer away longer catches up from the source's /events log.",
+    )
     stream_duplicate_window_s: float = Field(
         default=120.0, gt=0, description="JetStream de-duplication window for Nats-Msg-Id."
     )

@@ -16,7 +16,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from services.contact.app import ContactApplication
-from shared.envelope import IntegrationEvent
+from shared.envelope import IntegrationEvent, stream_name
 from shared.settings import Settings
 from shared.store import create_engine, eventsourcing_env
 from tests.support import (
@@ -266,3 +266,23 @@ def _an_hour_ago() -> Any:
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) - timedelta(hours=1)
+
+
+def test_streams_are_created_with_the_configured_limits(settings: Settings,
+                                                        nats_url: str) -> None:
+    s = stack_settings(settings, nats_url=nats_url, stream_max_age_days=2,
+                       stream_duplicate_window_s=60)
+    with Stack(s) as stack:
+        _post_contacts(stack, 1)
+        wait_for(lambda: stack.runtime("contact").relay.position == 1, what="published")
+
+        async def config() -> Any:
+            nc = await nats.connect(nats_url)
+            try:
+                return (await nc.jetstream().stream_info(stream_name("contact"))).config
+            finally:
+                await nc.close()
+
+        cfg = asyncio.run(config())
+    assert cfg.max_age == 2 * 86400 and cfg.duplicate_window == 60
+    assert cfg.subjects == ["solidarity.contact.>"] and cfg.num_replicas == 1
