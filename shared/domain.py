@@ -10,10 +10,14 @@ from typing import Any
 class InvalidCommand(ValueError):
     """A command the domain refuses. ``field`` names what is wrong, for the 422."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, location: str = "body") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.location = location  # body, query or path: where the client sent it
+
+    def at(self, location: str) -> InvalidCommand:
+        return InvalidCommand(self.field, self.message, location)
 
 
 class RuleBroken(Exception):

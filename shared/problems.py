@@ -135,8 +135,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             422,
             "validation",
             "The request is not valid",
-            f"Invalid field: body.{exc.field}: {exc.message}",
-            errors=[{"field": f"body.{exc.field}", "message": exc.message, "code": "rule"}],
+            f"Invalid field: {exc.location}.{exc.field}: {exc.message}",
+            errors=[{"field": f"{exc.location}.{exc.field}", "message": exc.message,
+                     "code": "rule"}],
             instance=request.url.path,
         )
 

@@ -16,7 +16,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from services.contact.app import ContactApplication, NewCaller
 from services.contact.domain import (
@@ -86,8 +94,15 @@ class ConsentIn(Strict):
 
 class FollowUpIn(Strict):
     needed: bool = True
-    by: AwareDatetime = Field(description="When it must be done by.")
+    by: AwareDatetime | None = Field(default=None,
+                                     description="When it must be done by (when needed).")
     what: Text | None = None
+
+    @model_validator(mode="after")
+    def _by_when_needed(self) -> FollowUpIn:
+        if self.needed and self.by is None:
+            raise ValueError("a needed follow-up says when it must be done by (`by`)")
+        return self
 
 
 class ContactIn(Strict):
@@ -411,7 +426,8 @@ def router() -> APIRouter:
               description=roles_doc(COORD, "Destroys the caller's key: alias, phone, notes "
                                     "and messages become unreadable everywhere (shown as "
                                     "`[erased]`); the phone lookup forgets them. Coded fields "
-                                    "stay for the statistics."))
+                                    "stay for the statistics. Idempotent: asking again "
+                                    "answers the same."))
     def erase(caller_ref: CallerRef, request: Request, app: App,
               principal: Annotated[Principal, Depends(COORD)]) -> ErasureOut:
         caller = app.erase_caller(caller_ref, _meta(request, principal))
@@ -556,11 +572,15 @@ def router() -> APIRouter:
         return _contact_out(app, principal, contact)
 
     @r.post("/contacts/{contact_id}/follow-ups/{n}/complete", response_model=ContactOut,
-            summary="Complete a follow-up", description=roles_doc(ON_CALL))
-    def complete(contact_id: UUID, n: int, body: CompleteIn, request: Request, app: App,
+            summary="Complete a follow-up",
+            description=roles_doc(ON_CALL, "With an optional outcome. Accepts If-Match."))
+    def complete(contact_id: UUID, n: int, body: CompleteIn, request: Request,
+                 response: Response, app: App,
                  principal: Annotated[Principal, Depends(ON_CALL)]) -> ContactOut:
         contact = app.complete_follow_up(contact_id, n, outcome=body.outcome,
-                                         meta=_meta(request, principal))
+                                         meta=_meta(request, principal),
+                                         expected_version=expected_version(request))
+        response.headers["ETag"] = etag(contact.version)
         return _contact_out(app, principal, contact)
 
     @r.get("/follow-ups", response_model=FollowUpPage, summary="Follow-ups due",

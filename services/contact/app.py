@@ -138,7 +138,10 @@ class ContactApplication(ServiceApplication):
             raise InvalidCommand("caller_ref", "no caller has this reference") from None
 
     def lookup_caller(self, phone: str) -> Caller:
-        subject = self.phones.find(phone)
+        try:
+            subject = self.phones.find(phone)
+        except InvalidCommand as e:
+            raise e.at("query") from None
         if subject is None:
             raise NotFound("No known caller has this number.")
         found: object = self.repository.get(UUID(subject))
@@ -196,12 +199,15 @@ class ContactApplication(ServiceApplication):
         return [self.contact_row_view(r, include_summary=True) for r in rows]
 
     def erase_caller(self, caller_ref: str, meta: dict[str, str]) -> Caller:
+        """Record the erasure, then destroy the key and the phone hashes. Idempotent: if a
+        crash fell between the two, asking again finishes the shredding."""
         caller = self.get_caller(caller_ref)
-        caller.erase(meta=meta)
+        if not caller.erased:
+            caller.erase(meta=meta)
+            self.save(caller)  # a lost race is a 409 here, before anything is destroyed
         with self.engine.begin() as conn:
             self.keys.erase(str(caller.id), conn)
             self.phones.erase_subject(str(caller.id), conn)
-        self.save(caller)
         return caller
 
     # ------------------------------------------------------------------- contacts
@@ -264,7 +270,8 @@ class ContactApplication(ServiceApplication):
                         issues: list[str] | None, ended_at: datetime | None,
                         expected_version: int | None = None) -> Contact:
         contact = self._mutate(contact_id, expected_version)
-        contact.correct(reason=reason, issues=issues, ended_at=ended_at, meta=meta,
+        sealed = self._seal(self._subject(contact), reason.strip()) if reason.strip() else reason
+        contact.correct(reason=sealed or "", issues=issues, ended_at=ended_at, meta=meta,
                         skew=self.clock_skew)
         # A concurrent save of the same contact makes this raise IntegrityError: a 409.
         self.save(contact)
@@ -300,8 +307,9 @@ class ContactApplication(ServiceApplication):
         return contact
 
     def complete_follow_up(self, contact_id: UUID, n: int, *, outcome: str | None,
-                           meta: dict[str, str]) -> Contact:
-        contact = self.get_contact(contact_id)
+                           meta: dict[str, str],
+                           expected_version: int | None = None) -> Contact:
+        contact = self._mutate(contact_id, expected_version)
         try:
             contact.complete_follow_up(n=n, outcome=self._seal(self._subject(contact), outcome),
                                        meta=meta)

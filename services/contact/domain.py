@@ -440,7 +440,8 @@ class Contact(Aggregate):
         ended = None
         if ended_at is not None:
             _, ended = _times(self.started_at, ended_at, now or datetime.now(UTC), skew)
-        self._corrected(issues=codes, ended_at=ended, reason=reason.strip(), meta=meta)
+        self._corrected(issues=codes, ended_at=ended, reason=_sealed("reason", reason) or "",
+                        meta=meta)
 
     class Corrected(Aggregate.Event):
         issues: list[str] | None

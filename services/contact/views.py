@@ -188,7 +188,7 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         datetime.fromisoformat(started_at)
         UUID(contact_id)
     except Exception as e:
-        raise InvalidCommand("cursor", "is not one this service gave out") from e
+        raise InvalidCommand("cursor", "is not one this service gave out", "query") from e
     return started_at, contact_id
 
 

@@ -63,7 +63,7 @@ def test_register_lookup_and_duplicate_numbers(stack: Stack) -> None:
         assert c.get("/contact/callers/lookup",
                      params={"phone": "07700 900999"}).status_code == 404
         r = c.get("/contact/callers/lookup", params={"phone": "not a phone"})
-        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.phone"
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.phone"
         before = _stored(stack)
         r = c.post("/contact/callers", json={"phone": "+44 7700 900123"})
         assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
@@ -151,7 +151,8 @@ def test_contacts_list_pages_and_filters_by_date(stack: Stack) -> None:
         assert starts == sorted(starts, reverse=True)
         window = c.get("/contact/contacts", params={"from": _recent(35), "to": _recent(15)})
         assert len(window.json()["items"]) == 2
-        assert c.get("/contact/contacts", params={"cursor": "nonsense"}).status_code == 422
+        r = c.get("/contact/contacts", params={"cursor": "nonsense"})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor"
 
 
 def test_risk_trail_escalation_and_closing_rule(stack: Stack) -> None:
@@ -339,7 +340,8 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
             assert s.delete(f"/contact/callers/{ref}/personal-data").status_code == 403
         r = c.delete(f"/contact/callers/{ref}/personal-data")
         assert r.status_code == 200 and r.json() == {"caller_ref": ref, "erased": True}
-        assert c.delete(f"/contact/callers/{ref}/personal-data").status_code == 422
+        again = c.delete(f"/contact/callers/{ref}/personal-data")  # idempotent
+        assert again.status_code == 200 and again.json()["erased"] is True
         assert c.get("/contact/callers/lookup", params={"phone": "07700900555"}).status_code == 404
         got = c.get(f"/contact/callers/{ref}").json()
         assert got["alias"] == "[erased]" and got["erased"] is True
@@ -354,7 +356,7 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
         assert history.json()["items"][0]["issues"] == ["bereavement"]
         # The store still has every event, and reporting's counts are unchanged.
         events = c.get("/contact/events", params={"limit": 1000}).json()["items"]
-        assert "CallerErased" in [e["type"] for e in events]
+        assert [e["type"] for e in events].count("CallerErased") == 1
         assert [e["type"] for e in events].count("CallerHistoryRead") == 1
         time.sleep(0.5)
         assert counted() == 1

@@ -62,12 +62,12 @@ def test_a_small_clock_skew_is_tolerated() -> None:
 
 def test_a_correction_is_a_new_event_with_its_reason_and_keeps_the_original() -> None:
     c = log()
-    c.correct(reason="re-read the sheet", issues=["panic_attack"], meta={"actor": "coord"},
+    c.correct(reason="pd1:s:re-read", issues=["panic_attack"], meta={"actor": "coord"},
               now=NOW)
     logged, corrected = c.collect_events()
     assert isinstance(logged, Contact.Logged) and logged.issues == ["bereavement"]
     assert isinstance(corrected, Contact.Corrected)
-    assert corrected.reason == "re-read the sheet" and corrected.meta["actor"] == "coord"
+    assert corrected.reason == "pd1:s:re-read" and corrected.meta["actor"] == "coord"
     assert c.issues == ["panic_attack"] and c.corrections == 1 and c.version == 2
 
 
@@ -90,7 +90,7 @@ def test_invalid_corrections_are_refused(kwargs: dict[str, object], field: str) 
 
 def test_public_events_carry_coded_fields_only() -> None:
     c = log()
-    c.correct(reason="free text that stays private", issues=["housing"], meta=META, now=NOW)
+    c.correct(reason="pd1:s:sealed", issues=["housing"], meta=META, now=NOW)
     logged, corrected = c.collect_events()
     pub = public_event(logged)
     assert pub is not None and pub.type == "ContactLogged"
@@ -99,7 +99,7 @@ def test_public_events_carry_coded_fields_only() -> None:
     pub2 = public_event(corrected)
     assert pub2 is not None and pub2.type == "ContactCorrected"
     assert "reason" not in pub2.data
-    assert "free text" not in repr(pub2.data)
+    assert "pd1:" not in repr(pub2.data)
 
 
 def test_issue_codes_are_the_fifteen_of_the_monitoring_form() -> None:
