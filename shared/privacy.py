@@ -59,6 +59,10 @@ phone_index = sa.Table(
 )
 
 
+class MasterKeyMismatch(RuntimeError):
+    """The configured master key cannot unwrap this database's keys."""
+
+
 class ErasedSubject(RuleBroken):
     """Sealing was asked for a subject whose key was destroyed (a 422: nothing personal
     may be recorded for an erased person)."""
@@ -83,6 +87,29 @@ class KeyStore:
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
         privacy_metadata.create_all(engine)
+        self._check_master_key()
+
+    KEY_CHECK = "_master-key-check"
+
+    def _check_master_key(self) -> None:
+        """Refuse to start with another master key than the one this database's keys
+        were wrapped with: every read of personal data would fail, and new keys would be
+        wrapped differently from the old ones."""
+        with self.engine.connect() as conn:
+            wrapped = conn.execute(
+                sa.select(subject_keys.c.wrapped_key).where(
+                    subject_keys.c.subject_id == self.KEY_CHECK)
+            ).scalar()
+        if wrapped is None:
+            self._key(self.KEY_CHECK, create=True)
+            return
+        try:
+            self._unwrap(self.KEY_CHECK, bytes(wrapped))
+        except InvalidTag:
+            raise MasterKeyMismatch(
+                "SOLIDARITY_MASTER_KEY is not the key this database's personal-data keys "
+                "were made with (restore the right key; do not start with a new one)"
+            ) from None
 
     def _unwrap(self, subject_id: str, wrapped: bytes) -> bytes:
         return self._wrap.decrypt(wrapped[:12], wrapped[12:], subject_id.encode())

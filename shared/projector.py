@@ -11,6 +11,8 @@ up at start after a crash, and its tables can be dropped and rebuilt.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +33,44 @@ local_tracking = sa.Table(
     sa.Column("notification_id", sa.BigInteger, nullable=False),
 )
 
+read_model_schema = sa.Table(
+    "read_model_schema",
+    projector_metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+)
+
 Apply = Callable[[Connection, Any, int], None]
+
+
+def fingerprint(metadata: sa.MetaData) -> str:
+    """What the code expects the read tables to look like."""
+    shape = [
+        (t.name, [(c.name, str(c.type), bool(c.nullable), bool(c.primary_key)) for c in t.c])
+        for t in metadata.sorted_tables
+    ]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+
+
+def ensure_read_tables(engine: Engine, name: str, metadata: sa.MetaData) -> bool:
+    """Create the read tables. If one is missing, or they were made by another version
+    of the code (their shape changed), drop them all and make them afresh. Returns True
+    when they were (re)made empty: the caller then replays its events into them."""
+    projector_metadata.create_all(engine)
+    expected = fingerprint(metadata)
+    inspector = sa.inspect(engine)
+    complete = all(inspector.has_table(t.name) for t in metadata.sorted_tables)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(read_model_schema.c.fingerprint)
+                              .where(read_model_schema.c.name == name)).scalar()
+    if complete and stored == expected:
+        return False
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(read_model_schema).where(read_model_schema.c.name == name))
+        conn.execute(sa.insert(read_model_schema).values(name=name, fingerprint=expected))
+    return True
 
 
 class LocalProjector:
@@ -45,8 +84,9 @@ class LocalProjector:
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._known = 0  # highest position this process has seen committed
-        projector_metadata.create_all(engine)
-        metadata.create_all(engine)
+        if ensure_read_tables(engine, name, metadata):
+            with engine.begin() as conn:  # replay everything into the fresh tables
+                conn.execute(sa.delete(local_tracking).where(local_tracking.c.name == name))
 
     def position(self, conn: Connection | None = None) -> int:
         stmt = sa.select(local_tracking.c.notification_id).where(local_tracking.c.name == self.name)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.application import ServiceApplication
 from shared.envelope import IntegrationEvent
+from shared.projector import ensure_read_tables
 
 read_models = sa.MetaData()
 
@@ -64,7 +65,9 @@ class ReportingProjection:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        read_models.create_all(engine)
+        # Made afresh when missing or of another shape (tracking included, so the
+        # consumers replay every source log into them).
+        self.rebuilt_at_start = ensure_read_tables(engine, self.name, read_models)
 
     def last_applied(self, upstream: str) -> int:
         with self.engine.connect() as conn:

@@ -443,3 +443,18 @@ def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> 
             assert r.status_code == 422, (path, r.status_code, r.text)
         assert _stored(stack) == before
         assert c.get(url).json()["summary"] == "[erased]"
+
+
+def test_a_different_master_key_is_refused_at_start(settings: Settings) -> None:
+    from shared.privacy import KeyStore, MasterKeyMismatch
+    from shared.store import create_engine
+
+    engine = create_engine(settings, "contact")
+    try:
+        keys = KeyStore(engine, bytes(32))
+        token = keys.seal("subject-1", "Bluebell")
+        assert KeyStore(engine, bytes(32)).open(token) == "Bluebell"  # same key: fine
+        with pytest.raises(MasterKeyMismatch):
+            KeyStore(engine, b"\x01" * 32)
+    finally:
+        engine.dispose()
