@@ -189,8 +189,10 @@ def test_two_concurrent_writes_one_wins_one_conflicts(settings: Settings) -> Non
                                 ended_at=None, meta={"actor": "s1"})
         mine = a.get_contact(contact.id)
         theirs = b.get_contact(contact.id)
-        mine.correct(reason="misheard", issues=["bereavement"], meta={"actor": "s1"})
-        theirs.correct(reason="also", issues=["abuse"], meta={"actor": "s2"})
+        reason = a.keys.seal(str(contact.id), "misheard")
+        assert reason is not None
+        mine.correct(reason=reason, issues=["bereavement"], meta={"actor": "s1"})
+        theirs.correct(reason=reason, issues=["abuse"], meta={"actor": "s2"})
         a.save(mine)
         with pytest.raises(IntegrityError):
             b.save(theirs)
