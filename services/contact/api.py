@@ -333,6 +333,7 @@ async def get_app(request: Request) -> ContactApplication:
 
 
 App = Annotated[ContactApplication, Depends(get_app)]
+Cursor = Annotated[str | None, Query(max_length=400, description="next_cursor of the page before")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -479,7 +480,7 @@ def router() -> APIRouter:
                       start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
                       end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                      cursor: Annotated[str | None, Query(max_length=200)] = None
+                      cursor: Cursor = None
                       ) -> ContactPage:
         items, next_cursor = app.list_contacts(principal, caller_ref=caller_ref, start=start,
                                                end=end, limit=limit, cursor=cursor)
@@ -589,11 +590,12 @@ def router() -> APIRouter:
                                  "follow-ups."))
     def follow_ups(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
                    due_before: AwareDatetime | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> FollowUpPage:
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                   cursor: Cursor = None) -> FollowUpPage:
         from datetime import UTC
 
-        items = app.follow_ups_due(due_before or datetime.now(UTC), limit)
-        return FollowUpPage(items=[FollowUpDueOut(**i) for i in items])
+        items, next_cursor = app.follow_ups_due(due_before or datetime.now(UTC), limit, cursor)
+        return FollowUpPage(items=[FollowUpDueOut(**i) for i in items], next_cursor=next_cursor)
 
     # ---------------------------------------------------------------- referrals
     @r.post("/referrals", status_code=201, response_model=ReferralOut,
@@ -623,9 +625,11 @@ def router() -> APIRouter:
     def referrals(app: App, _p: Annotated[Principal, Depends(COORD)],
                   status: Annotated[str | None,
                                     Query(pattern="^(received|accepted|declined)$")] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ReferralPage:
-        return ReferralPage(items=[ReferralOut(**app.referral_view(x))
-                                   for x in app.list_referrals(status, limit)])
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  cursor: Cursor = None) -> ReferralPage:
+        found, next_cursor = app.list_referrals(status, limit, cursor)
+        return ReferralPage(items=[ReferralOut(**app.referral_view(x)) for x in found],
+                            next_cursor=next_cursor)
 
     @r.get("/referrals/{referral_id}", response_model=ReferralOut, summary="One referral",
            description=roles_doc(COORD))
@@ -670,9 +674,11 @@ def router() -> APIRouter:
                                  "bereavement support open on Sunday at 22:00."))
     def search(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
                need: IssueCategory | None = None, open_at: AwareDatetime | None = None,
-               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> DirectoryPage:
-        items = app.search_directory(need.value if need else None, open_at, limit)
-        return DirectoryPage(items=[DirectoryOut(**i) for i in items])
+               limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               cursor: Cursor = None) -> DirectoryPage:
+        items, next_cursor = app.search_directory(need.value if need else None, open_at, limit,
+                                                  cursor)
+        return DirectoryPage(items=[DirectoryOut(**i) for i in items], next_cursor=next_cursor)
 
     @r.get("/directory/{entry_id}", response_model=DirectoryOut, summary="One service",
            description=roles_doc(ON_CALL))

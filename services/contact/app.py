@@ -383,8 +383,9 @@ class ContactApplication(ServiceApplication):
             for r in rows
         ], next_cursor
 
-    def follow_ups_due(self, due_before: datetime, limit: int) -> list[dict[str, Any]]:
-        return views.follow_ups_due(self._views(), due_before, limit)
+    def follow_ups_due(self, due_before: datetime, limit: int, cursor: str | None = None
+                       ) -> tuple[list[dict[str, Any]], str | None]:
+        return views.follow_ups_due(self._views(), due_before, limit, cursor)
 
     # ------------------------------------------------------------------- referrals
     def receive_referral(self, *, received_at: datetime | None, source: str,
@@ -445,14 +446,10 @@ class ContactApplication(ServiceApplication):
             "version": referral.version,
         }
 
-    def list_referrals(self, status: str | None, limit: int) -> list[Referral]:
-        ids = views.referral_ids(self._views(), status, limit)
-        out = []
-        for rid in ids:
-            referral: object = self.repository.get(rid)
-            assert isinstance(referral, Referral)
-            out.append(referral)
-        return out
+    def list_referrals(self, status: str | None, limit: int, cursor: str | None = None
+                       ) -> tuple[list[Referral], str | None]:
+        ids, next_cursor = views.referral_ids(self._views(), status, limit, cursor)
+        return [self.load(rid, Referral, "referral") for rid in ids], next_cursor
 
     # ------------------------------------------------------------------- directory
     def add_directory_entry(self, fields: dict[str, Any], meta: dict[str, str]) -> DirectoryEntry:
@@ -482,13 +479,14 @@ class ContactApplication(ServiceApplication):
         entry.remove(meta=meta)
         self.save(entry)
 
-    def search_directory(self, need: str | None, open_at: datetime | None,
-                         limit: int) -> list[dict[str, Any]]:
+    def search_directory(self, need: str | None, open_at: datetime | None, limit: int,
+                         cursor: str | None = None
+                         ) -> tuple[list[dict[str, Any]], str | None]:
         entries = views.directory(self._views(), need)
         if open_at is not None:
             local = open_at.astimezone(LONDON)
             entries = [e for e in entries if is_open(e["opening_hours"], local)]
-        return entries[:limit]
+        return views.page_by_name(entries, limit, cursor)
 
     # =========================================================================== texts
     # A text conversation is a Contact with channel=text and a thread of messages. The

@@ -178,18 +178,29 @@ def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:
         ))
 
 
-def _encode_cursor(started_at: str, contact_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{started_at}|{contact_id}".encode()).decode()
+def encode_cursor(*parts: object) -> str:
+    """An opaque keyset cursor: the sort key of the last item of a page."""
+    return base64.urlsafe_b64encode(json.dumps([str(p) for p in parts]).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str, n: int) -> list[str]:
     try:
-        started_at, contact_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        datetime.fromisoformat(started_at)
-        UUID(contact_id)
+        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not (isinstance(parts, list) and len(parts) == n
+                and all(isinstance(p, str) for p in parts)):
+            raise ValueError("shape")
     except Exception as e:
         raise InvalidCommand("cursor", "is not one this service gave out", "query") from e
-    return started_at, contact_id
+    return parts
+
+
+def _page(rows: list[Any], limit: int, key: Callable[[Any], tuple[object, ...]]
+          ) -> tuple[list[Any], str | None]:
+    """Rows fetched with limit + 1: the page, and the cursor of the next one if any."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(*key(rows[-1]))
 
 
 def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | None,
@@ -204,17 +215,12 @@ def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | N
     if end is not None:
         q = q.where(contacts.c.started_at < ts(end))
     if cursor:
-        s, cid = _decode_cursor(cursor)
-        q = q.where(sa.or_(contacts.c.started_at < s,
-                           sa.and_(contacts.c.started_at == s, contacts.c.contact_id < cid)))
+        s, cid = decode_cursor(cursor, 2)
+        q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id) < (s, cid))
     q = q.order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = list(conn.execute(q))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].started_at, rows[-1].contact_id)
-    return rows, next_cursor
+    return _page(rows, limit, lambda r: (r.started_at, r.contact_id))
 
 
 def supporters_of(row: Any) -> list[str]:
@@ -241,27 +247,51 @@ def row_to_dict(row: Any, reveal: Callable[[str | None], str | None] | None) -> 
     }
 
 
-def follow_ups_due(engine: Engine, due_before: datetime, limit: int) -> list[dict[str, Any]]:
+def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str | None
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """Earliest first, keyset-paged on (due_by, contact_id, n)."""
+    q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
+                                    follow_ups.c.due_by < ts(due_before))
+    if cursor:
+        due, cid, n = decode_cursor(cursor, 3)
+        if not n.isdigit():
+            raise InvalidCommand("cursor", "is not one this service gave out", "query")
+        q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
+                    > (due, cid, int(n)))
+    q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
-                                        follow_ups.c.due_by < ts(due_before))
-            .order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit)
-        )
-        return [
-            {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
-             "caller_ref": r.caller_ref}
-            for r in rows
-        ]
+        rows, next_cursor = _page(list(conn.execute(q)), limit,
+                                  lambda r: (r.due_by, r.contact_id, r.n))
+    return [
+        {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
+         "caller_ref": r.caller_ref}
+        for r in rows
+    ], next_cursor
 
 
-def referral_ids(engine: Engine, status: str | None, limit: int) -> list[UUID]:
-    q = sa.select(referrals.c.referral_id)
+def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | None
+                 ) -> tuple[list[UUID], str | None]:
+    """Oldest first, keyset-paged on (received_at, referral_id)."""
+    q = sa.select(referrals.c.referral_id, referrals.c.received_at)
     if status is not None:
         q = q.where(referrals.c.status == status)
-    q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit)
+    if cursor:
+        received, rid = decode_cursor(cursor, 2)
+        q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id) > (received, rid))
+    q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit + 1)
     with engine.connect() as conn:
-        return [UUID(r) for (r,) in conn.execute(q)]
+        rows, next_cursor = _page(list(conn.execute(q)), limit,
+                                  lambda r: (r.received_at, r.referral_id))
+    return [UUID(r.referral_id) for r in rows], next_cursor
+
+
+def page_by_name(entries: list[dict[str, Any]], limit: int, cursor: str | None
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The directory is a booklet, not a ledger: filter in memory, page by (name, id)."""
+    if cursor:
+        name, eid = decode_cursor(cursor, 2)
+        entries = [e for e in entries if (e["name"], e["id"]) > (name, eid)]
+    return _page(entries, limit, lambda e: (e["name"], e["id"]))
 
 
 def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:

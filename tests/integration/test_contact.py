@@ -458,3 +458,34 @@ def test_a_different_master_key_is_refused_at_start(settings: Settings) -> None:
             KeyStore(engine, b"\x01" * 32)
     finally:
         engine.dispose()
+
+
+def test_every_list_pages_with_a_cursor(stack: Stack) -> None:
+    def pages(c: Any, path: str, **params: Any) -> list[list[str]]:
+        out, cursor = [], None
+        while True:
+            q = {**params, "limit": 2, **({"cursor": cursor} if cursor else {})}
+            body = c.get(path, params=q).json()
+            out.append([i.get("id") or f"{i['contact_id']}/{i['n']}" for i in body["items"]])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return out
+
+    with stack.client(Role.COORDINATOR, sub="coord-1") as c:
+        for name in ("Alpha", "Bravo", "Charlie"):
+            c.post("/contact/directory", json={"name": name, "helps_with": ["housing"]})
+            c.post("/contact/referrals", json={"source": "self", "consent_to_contact": True,
+                                                "caller": {"alias": name}})
+        for digits in ("101", "102", "103"):
+            c.post("/contact/contacts", json=contact_body(
+                started_at=_recent(), ended_at=None, answered=False, issues=[],
+                phone=f"07700 900{digits}"))
+        later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+        for path, params in (("/contact/directory", {}), ("/contact/referrals", {}),
+                             ("/contact/follow-ups", {"due_before": later}),
+                             ("/contact/contacts", {})):
+            got = pages(c, path, **params)
+            flat = [i for page in got for i in page]
+            assert [len(p) for p in got] == [2, 1], (path, got)
+            assert len(set(flat)) == 3, path
+        assert c.get("/contact/referrals", params={"cursor": "bad"}).status_code == 422
