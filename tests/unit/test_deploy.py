@@ -305,6 +305,8 @@ def test_service_environment_loads_into_settings(
         "POSTGRES_PASSWORD": "pw",
         "SOLIDARITY_JWT_SECRET": "j" * 32,
         "SOLIDARITY_MASTER_KEY": "11" * 32,
+        "SOLIDARITY_SMS_AUTH_TOKEN": "t" * 32,
+        "SOLIDARITY_SMS_WEBHOOK_URL": "https://crisis.example/contact/texts/inbound",
     }
     for var in [v for v in os.environ if v.startswith("SOLIDARITY_")]:
         monkeypatch.delenv(var)
@@ -318,6 +320,7 @@ def test_service_environment_loads_into_settings(
     assert s.host == "0.0.0.0"
     assert s.jwt_secret == dummies["SOLIDARITY_JWT_SECRET"]
     assert s.master_key == dummies["SOLIDARITY_MASTER_KEY"]
+    assert s.sms_webhook_url == dummies["SOLIDARITY_SMS_WEBHOOK_URL"]
 
     assert s.database_url
     db = urlsplit(s.database_url)
