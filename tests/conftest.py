@@ -18,6 +18,7 @@ import pytest
 from shared.nats_server import NatsServer
 from shared.settings import SERVICES, Settings
 from shared.store import drop_schemas
+from tests.support import Stack, stack_settings
 
 _pg_url: str | None = None
 _pg_reason = ""
@@ -72,6 +73,13 @@ def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def stack(settings: Settings, nats_url: str) -> Iterator[Stack]:
+    """The four services over real HTTP, on this test's store and NATS."""
+    with Stack(stack_settings(settings, nats_url=nats_url)) as st:
+        yield st
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -18,6 +18,13 @@ from shared.envelope import stream_name
 from shared.nats_server import free_port
 from shared.settings import SERVICES, Settings
 
+PROBLEM = "application/problem+json"
+
+
+def stored_events(stack: Stack) -> int:
+    """How many events the contact service has stored (to check nothing changed)."""
+    return int(stack.runtime("contact").app.max_notification_id())
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
              what: str = "condition") -> Any:

@@ -8,14 +8,11 @@ a mistake would do most harm, so a wrong description cannot pass unnoticed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from shared.auth import Role
-from shared.settings import Settings
-from tests.support import Stack, stack_settings
+from tests.support import Stack
 
 SAMPLES = {
     "contact_id": "00000000-0000-4000-8000-000000000001",
@@ -45,11 +42,6 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
 ON_SHIFT_ONLY = {("GET", "/contact/callers/{caller_ref}/history")}
 NO_BEARER = {("POST", "/contact/texts/inbound")}  # the SMS provider signs its requests
 
-
-@pytest.fixture
-def stack(settings: Settings, nats_url: str) -> Iterator[Stack]:
-    with Stack(stack_settings(settings, nats_url=nats_url)) as st:
-        yield st
 
 
 def _allowed(description: str) -> set[str] | None:

@@ -4,7 +4,6 @@ its audit, erasure, contacts and their views, risk, follow-ups, referrals, direc
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,19 +12,7 @@ import pytest
 from services.reporting.handlers import london_month
 from shared.auth import Role
 from shared.settings import Settings
-from tests.support import Stack, contact_body, stack_settings, wait_for
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def stack(settings: Settings, nats_url: str) -> Iterator[Stack]:
-    with Stack(stack_settings(settings, nats_url=nats_url)) as st:
-        yield st
-
-
-def _stored(stack: Stack) -> int:
-    return int(stack.runtime("contact").app.max_notification_id())
+from tests.support import PROBLEM, Stack, contact_body, stored_events, wait_for
 
 
 def _caller(stack: Stack, **fields: Any) -> dict[str, Any]:
@@ -64,11 +51,11 @@ def test_register_lookup_and_duplicate_numbers(stack: Stack) -> None:
                      params={"phone": "07700 900999"}).status_code == 404
         r = c.get("/contact/callers/lookup", params={"phone": "not a phone"})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.phone"
-        before = _stored(stack)
+        before = stored_events(stack)
         r = c.post("/contact/callers", json={"phone": "+44 7700 900123"})
         assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
         assert "07700" not in r.text
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
         r = c.get(f"/contact/callers/{caller['caller_ref']}")
         assert r.status_code == 200 and r.headers["etag"] == '"1"'
         r = c.patch(f"/contact/callers/{caller['caller_ref']}", json={"consent_to_text": False},
@@ -165,10 +152,10 @@ def test_risk_trail_escalation_and_closing_rule(stack: Stack) -> None:
         assert r.status_code == 201 and r.headers["location"].endswith("/risk-assessments/1")
         assert r.json()["id"] == f"{contact['id']}/1"
         assert r.json()["reasoning"] == "said they had tablets"
-        before = _stored(stack)
+        before = stored_events(stack)
         r = c.post(f"{url}/close", json={})
         assert r.status_code == 422 and "immediate" in r.json()["detail"]
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
         r = c.post(f"{url}/escalations", json={"kind": "emergency_services",
                                                 "reason": "ambulance called",
                                                 "reference": "CAD 1234"})
@@ -244,12 +231,12 @@ def test_distressing_call_publishes_a_debrief_request(stack: Stack) -> None:
 
 def test_referrals_queue_and_decisions(stack: Stack) -> None:
     with stack.client(Role.PARTNER, sub="lambeth-gp-system") as c:
-        before = _stored(stack)
+        before = stored_events(stack)
         r = c.post("/contact/referrals", json={"source": "gp", "consent_to_contact": False,
                                                 "caller": {"alias": "Pat"}})
         assert r.status_code == 422
         assert r.json()["errors"][0]["field"] == "body.consent_to_contact"
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
         r = c.post("/contact/referrals", json={
             "source": "gp", "referrer_organisation": "Stockwell Practice",
             "caller": {"alias": "Pat", "phone": "07700 900321", "age_band": "41_50"},
@@ -415,14 +402,14 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(stack: Stack) -> N
             ("PATCH", url, {"reason": "x", "ended_at": "2020-01-01T00:00:00+00:00"},
              "body.ended_at"),
         ]
-        before = _stored(stack)
+        before = stored_events(stack)
         for method, path, body, field in cases:
             r = c.request(method, path, json=body)
             assert r.status_code == 422, (path, body, r.status_code, r.text)
             assert r.headers["content-type"] == PROBLEM
             fields = [e["field"] for e in r.json().get("errors", [])]
             assert field in fields or field in r.json()["detail"], (path, body, r.json())
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
 
 
 def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> None:
@@ -431,7 +418,7 @@ def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> 
     contact = _log(stack, caller_ref=ref, summary="before erasure", sub="sup-1")
     with stack.client(Role.COORDINATOR) as c:
         assert c.delete(f"/contact/callers/{ref}/personal-data").status_code == 200
-        before = _stored(stack)
+        before = stored_events(stack)
         url = f"/contact/contacts/{contact['id']}"
         for method, path, body in [
             ("POST", "/contact/contacts", contact_body(caller_ref=ref, summary="after")),
@@ -441,7 +428,7 @@ def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> 
         ]:
             r = c.request(method, path, json=body)
             assert r.status_code == 422, (path, r.status_code, r.text)
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
         assert c.get(url).json()["summary"] == "[erased]"
 
 

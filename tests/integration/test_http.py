@@ -10,21 +10,7 @@ import httpx
 import pytest
 
 from shared.auth import Role
-from shared.settings import Settings
-from tests.support import Stack, contact_body, stack_settings
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def stack(settings: Settings, nats_url: str) -> Iterator[Stack]:
-    with Stack(stack_settings(settings, nats_url=nats_url)) as st:
-        yield st
-
-
-def _stored(stack: Stack) -> int:
-    return int(stack.runtime("contact").app.max_notification_id())
-
+from tests.support import PROBLEM, Stack, contact_body, stored_events
 
 # Every endpoint, and who may use it. `None` in a role's place: the endpoint is public.
 SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
@@ -98,7 +84,7 @@ def test_bad_tokens_are_401(stack: Stack) -> None:
 def test_bad_contacts_are_422_naming_the_field_and_store_nothing(
     stack: Stack, change: dict[str, object], field: str
 ) -> None:
-    before = _stored(stack)
+    before = stored_events(stack)
     with stack.client() as c:
         r = c.post("/contact/contacts", json=contact_body(**change))
     assert r.status_code == 422, r.text
@@ -106,11 +92,11 @@ def test_bad_contacts_are_422_naming_the_field_and_store_nothing(
     problem = r.json()
     assert {"type", "title", "status", "detail", "errors"} <= problem.keys()
     assert field in [e["field"] for e in problem["errors"]], problem
-    assert _stored(stack) == before
+    assert stored_events(stack) == before
 
 
 def test_malformed_and_oversize_bodies(stack: Stack) -> None:
-    before = _stored(stack)
+    before = stored_events(stack)
     with stack.client() as c:
         r = c.post("/contact/contacts", content=b"{not json",
                    headers={"content-type": "application/json"})
@@ -134,7 +120,7 @@ def test_malformed_and_oversize_bodies(stack: Stack) -> None:
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.month"
         r = c.get("/contact/nowhere")
         assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
-    assert _stored(stack) == before
+    assert stored_events(stack) == before
 
 
 def test_created_contact_201_location_etag_and_get(stack: Stack) -> None:
@@ -159,7 +145,7 @@ def test_created_contact_201_location_etag_and_get(stack: Stack) -> None:
 
 
 def test_idempotency_key_returns_the_first_result(stack: Stack) -> None:
-    before = _stored(stack)
+    before = stored_events(stack)
     with stack.client(sub="coordinator-1") as c:
         headers = {"Idempotency-Key": "sheet-2026-11-28-01"}
         first = c.post("/contact/contacts", json=contact_body(), headers=headers)
@@ -167,7 +153,7 @@ def test_idempotency_key_returns_the_first_result(stack: Stack) -> None:
         assert first.status_code == again.status_code == 201
         assert first.json() == again.json()
         assert first.headers["location"] == again.headers["location"]
-        assert _stored(stack) == before + 1
+        assert stored_events(stack) == before + 1
         other = c.post("/contact/contacts", json=contact_body(channel="text"), headers=headers)
         assert other.status_code == 422
         assert "Idempotency-Key" in other.json()["detail"]
@@ -181,7 +167,7 @@ def test_idempotency_key_returns_the_first_result(stack: Stack) -> None:
     with stack.client(sub="coordinator-2") as c:
         r = c.post("/contact/contacts", json=contact_body(), headers=headers)
         assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
-    assert _stored(stack) == before + 3
+    assert stored_events(stack) == before + 3
 
 
 def test_events_log_pages_and_chains(stack: Stack) -> None:

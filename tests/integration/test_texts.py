@@ -8,7 +8,6 @@ import asyncio
 import io
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,16 @@ from services.contact.sms import SmsSendError, sms_inbound, sms_outbox, twilio_s
 from shared.auth import Role
 from shared.envelope import IntegrationEvent
 from shared.settings import Settings
-from tests.support import Stack, contact_body, stack_settings, stream_messages, wait_for
+from tests.support import (
+    PROBLEM,
+    Stack,
+    contact_body,
+    stack_settings,
+    stored_events,
+    stream_messages,
+    wait_for,
+)
 
-PROBLEM = "application/problem+json"
 NUMBER = "+447700900123"  # Ofcom's drama range: never a real person
 NUMBER_DIGITS = "7700900123"  # as it would appear in any format (07700 900123, +44...)
 LINE = "+447700900000"
@@ -31,18 +37,9 @@ PHRASE = "marmalade lighthouse"
 INBOUND = "/contact/texts/inbound"
 
 
-@pytest.fixture
-def stack(settings: Settings, nats_url: str) -> Iterator[Stack]:
-    with Stack(stack_settings(settings, nats_url=nats_url)) as st:
-        yield st
-
 
 def _app(stack: Stack) -> Any:
     return stack.runtime("contact").app
-
-
-def _stored(stack: Stack) -> int:
-    return int(_app(stack).max_notification_id())
 
 
 def _params(sid: str, body: str, sender: str = NUMBER, **extra: str) -> dict[str, str]:
@@ -136,7 +133,7 @@ def test_signed_text_creates_caller_and_thread_and_later_texts_append(stack: Sta
 
 
 def test_wrong_or_missing_signature_is_403_and_stores_nothing(stack: Stack) -> None:
-    before, taken = _stored(stack), _taken(stack)
+    before, taken = stored_events(stack), _taken(stack)
     params = _params("SM" + "4" * 32, PHRASE)
     attempts = [
         _post_text(stack, params, token="not-the-auth-token"),
@@ -155,7 +152,7 @@ def test_wrong_or_missing_signature_is_403_and_stores_nothing(stack: Stack) -> N
         assert r.status_code == 403, r.text
         assert r.headers["content-type"] == PROBLEM
         assert "X-Twilio-Signature" in r.json()["detail"]
-    assert _stored(stack) == before and _taken(stack) == taken
+    assert stored_events(stack) == before and _taken(stack) == taken
     with stack.client() as c:
         assert c.get("/contact/callers/lookup", params={"phone": NUMBER}).status_code == 404
 
@@ -164,11 +161,11 @@ def test_replayed_message_sid_creates_nothing_new(stack: Stack) -> None:
     params = _params("SM" + "5" * 32, "hello")
     first = _post_text(stack, params)
     assert first.status_code == 200
-    after_first = _stored(stack)
+    after_first = stored_events(stack)
     for _ in range(3):
         again = _post_text(stack, params)
         assert again.status_code == 200 and again.text == first.text
-    assert _stored(stack) == after_first
+    assert stored_events(stack) == after_first
     (item,) = _text_threads(stack, _caller_ref(stack))
     assert len(_thread(stack, item["id"])["messages"]) == 1
 
@@ -181,10 +178,10 @@ def test_a_message_being_taken_is_409_until_its_reservation_is_abandoned(
         conn.execute(sa.insert(sms_inbound).values(message_sid=sid, state="pending",
                                                    contact_id=None,
                                                    created_at=datetime.now(UTC)))
-    before = _stored(stack)
+    before = stored_events(stack)
     r = _post_text(stack, _params(sid, "hello"))
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
-    assert _stored(stack) == before
+    assert stored_events(stack) == before
     with engine.begin() as conn:  # ... or had crashed before finishing, long ago
         conn.execute(sa.update(sms_inbound).where(sms_inbound.c.message_sid == sid)
                      .values(created_at=datetime.now(UTC) - timedelta(minutes=5)))
@@ -196,7 +193,7 @@ def test_a_message_being_taken_is_409_until_its_reservation_is_abandoned(
 
 
 def test_bad_webhook_input_is_4xx_naming_the_field_and_stores_nothing(stack: Stack) -> None:
-    before = _stored(stack)
+    before = stored_events(stack)
     cases = [
         (_params("SM" + "6" * 32, "hi", sender="+12025550123"), "body.From"),  # not UK
         ({k: v for k, v in _params("SM" + "6" * 32, "hi").items() if k != "MessageSid"},
@@ -213,7 +210,7 @@ def test_bad_webhook_input_is_4xx_naming_the_field_and_stores_nothing(stack: Sta
     r = httpx.post(f"{stack.url}{INBOUND}", json=_params("SM" + "6" * 32, "hi"),
                    headers={"X-Twilio-Signature": "x"})
     assert r.status_code == 415 and r.headers["content-type"] == PROBLEM
-    assert _stored(stack) == before and _taken(stack) == 0
+    assert stored_events(stack) == before and _taken(stack) == 0
 
 
 def test_concurrent_texts_from_a_new_number_make_one_caller_and_one_thread(
@@ -297,12 +294,12 @@ def test_reply_refused_without_consent_to_text(stack: Stack) -> None:
         r = c.post("/contact/contacts", json=contact_body(channel="text", caller_ref=ref))
         assert r.status_code == 201, r.text
         contact_id = r.json()["id"]
-        before = _stored(stack)
+        before = stored_events(stack)
         r = c.post(f"/contact/texts/{contact_id}/reply", json={"body": "hello"})
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == PROBLEM
         assert "consented" in r.json()["detail"]
-        assert _stored(stack) == before and _outbox(stack) == []
+        assert stored_events(stack) == before and _outbox(stack) == []
         assert c.get(f"/contact/texts/{contact_id}").json()["can_reply"] is False
 
         # Consent recorded: the reply goes.
@@ -324,7 +321,7 @@ def test_reply_refused_without_consent_to_text(stack: Stack) -> None:
 def test_reply_validation_roles_and_idempotency(stack: Stack) -> None:
     _, contact_id = _texting_caller(stack)
     path = f"/contact/texts/{contact_id}"
-    before = _stored(stack)
+    before = stored_events(stack)
     with stack.client(Role.COORDINATOR) as c:
         for body, field in [({"body": ""}, "body.body"), ({"body": "   "}, "body.body"),
                             ({"body": "x" * 1601}, "body.body"), ({}, "body.body"),
@@ -332,7 +329,7 @@ def test_reply_validation_roles_and_idempotency(stack: Stack) -> None:
             r = c.post(f"{path}/reply", json=body)
             assert r.status_code == 422, body
             assert field in [e["field"] for e in r.json()["errors"]]
-    assert _stored(stack) == before
+    assert stored_events(stack) == before
     for role in (Role.AUDITOR, Role.PARTNER):
         with stack.client(role) as c:
             assert c.get(path).status_code == 403
@@ -348,7 +345,7 @@ def test_reply_validation_roles_and_idempotency(stack: Stack) -> None:
         assert first.json() == again.json() and first.headers["location"] == again.headers[
             "location"]
     assert len(_outbox(stack)) == 1, "a retried reply is never sent twice"
-    assert _stored(stack) == before + 1
+    assert stored_events(stack) == before + 1
 
 
 def test_a_provider_failure_is_502_and_records_nothing(stack: Stack) -> None:
@@ -361,12 +358,12 @@ def test_a_provider_failure_is_502_and_records_nothing(stack: Stack) -> None:
     app = _app(stack)
     original, app.sms_sender = app.sms_sender, Refusing()
     try:
-        before = _stored(stack)
+        before = stored_events(stack)
         with stack.client(Role.SUPPORTER) as c:
             r = c.post(f"/contact/texts/{contact_id}/reply", json={"body": "hello"})
         assert r.status_code == 502 and r.headers["content-type"] == PROBLEM
         assert "21610" in r.json()["detail"]
-        assert _stored(stack) == before
+        assert stored_events(stack) == before
     finally:
         app.sms_sender = original
 
