@@ -178,29 +178,30 @@ def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:
         ))
 
 
-def encode_cursor(*parts: object) -> str:
-    """An opaque keyset cursor: the sort key of the last item of a page."""
-    return base64.urlsafe_b64encode(json.dumps([str(p) for p in parts]).encode()).decode()
+def encode_cursor(kind: str, *parts: object) -> str:
+    """An opaque keyset cursor: which list, and the sort key of a page's last item."""
+    return base64.urlsafe_b64encode(json.dumps([kind, *map(str, parts)]).encode()).decode()
 
 
-def decode_cursor(cursor: str, n: int) -> list[str]:
+def decode_cursor(cursor: str, kind: str, n: int) -> list[str]:
+    """The sort key in a cursor this list gave out; a 422 naming query.cursor otherwise."""
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        if not (isinstance(parts, list) and len(parts) == n
+        if not (isinstance(parts, list) and len(parts) == n + 1 and parts[0] == kind
                 and all(isinstance(p, str) for p in parts)):
             raise ValueError("shape")
     except Exception as e:
-        raise InvalidCommand("cursor", "is not one this service gave out", "query") from e
-    return parts
+        raise InvalidCommand("cursor", "is not one this list gave out", "query") from e
+    return parts[1:]
 
 
-def _page(rows: list[Any], limit: int, key: Callable[[Any], tuple[object, ...]]
+def _page(rows: list[Any], limit: int, kind: str, key: Callable[[Any], tuple[object, ...]]
           ) -> tuple[list[Any], str | None]:
     """Rows fetched with limit + 1: the page, and the cursor of the next one if any."""
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    return rows, encode_cursor(*key(rows[-1]))
+    return rows, encode_cursor(kind, *key(rows[-1]))
 
 
 def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | None,
@@ -215,12 +216,12 @@ def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | N
     if end is not None:
         q = q.where(contacts.c.started_at < ts(end))
     if cursor:
-        s, cid = decode_cursor(cursor, 2)
+        s, cid = decode_cursor(cursor, "contacts", 2)
         q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id) < (s, cid))
     q = q.order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = list(conn.execute(q))
-    return _page(rows, limit, lambda r: (r.started_at, r.contact_id))
+    return _page(rows, limit, "contacts", lambda r: (r.started_at, r.contact_id))
 
 
 def supporters_of(row: Any) -> list[str]:
@@ -253,14 +254,14 @@ def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str
     q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
                                     follow_ups.c.due_by < ts(due_before))
     if cursor:
-        due, cid, n = decode_cursor(cursor, 3)
+        due, cid, n = decode_cursor(cursor, "follow-ups", 3)
         if not n.isdigit():
             raise InvalidCommand("cursor", "is not one this service gave out", "query")
         q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
                     > (due, cid, int(n)))
     q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit,
+        rows, next_cursor = _page(list(conn.execute(q)), limit, "follow-ups",
                                   lambda r: (r.due_by, r.contact_id, r.n))
     return [
         {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
@@ -276,11 +277,11 @@ def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | N
     if status is not None:
         q = q.where(referrals.c.status == status)
     if cursor:
-        received, rid = decode_cursor(cursor, 2)
+        received, rid = decode_cursor(cursor, "referrals", 2)
         q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id) > (received, rid))
     q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit,
+        rows, next_cursor = _page(list(conn.execute(q)), limit, "referrals",
                                   lambda r: (r.received_at, r.referral_id))
     return [UUID(r.referral_id) for r in rows], next_cursor
 
@@ -288,10 +289,13 @@ def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | N
 def page_by_name(entries: list[dict[str, Any]], limit: int, cursor: str | None
                  ) -> tuple[list[dict[str, Any]], str | None]:
     """The directory is a booklet, not a ledger: filter in memory, page by (name, id)."""
+    # Ordered here, not by the database: its collation may differ from Python's, and the
+    # cursor comparison below must use the same order as the page.
+    entries = sorted(entries, key=lambda e: (e["name"], e["id"]))
     if cursor:
-        name, eid = decode_cursor(cursor, 2)
+        name, eid = decode_cursor(cursor, "directory", 2)
         entries = [e for e in entries if (e["name"], e["id"]) > (name, eid)]
-    return _page(entries, limit, lambda e: (e["name"], e["id"]))
+    return _page(entries, limit, "directory", lambda e: (e["name"], e["id"]))
 
 
 def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:

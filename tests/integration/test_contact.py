@@ -476,3 +476,7 @@ def test_every_list_pages_with_a_cursor(stack: Stack) -> None:
             assert [len(p) for p in got] == [2, 1], (path, got)
             assert len(set(flat)) == 3, path
         assert c.get("/contact/referrals", params={"cursor": "bad"}).status_code == 422
+        # A cursor of one list is not accepted by another.
+        other = c.get("/contact/directory", params={"limit": 1}).json()["next_cursor"]
+        r = c.get("/contact/referrals", params={"cursor": other})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor"
