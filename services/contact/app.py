@@ -564,7 +564,6 @@ class ContactApplication(ServiceApplication):
 
     def open_text_thread_of(self, caller_id: UUID) -> Contact | None:
         """The caller's latest text conversation that is not closed, if any."""
-        self.projector.catch_up()
         for row in views.contacts_of_caller(self._views(), caller_id):  # newest first
             if row.channel == "text" and not row.closed:
                 return self.get_contact(UUID(row.contact_id))
@@ -593,9 +592,7 @@ class ContactApplication(ServiceApplication):
     def _text_caller(self, contact: Contact) -> Caller | None:
         if contact.caller_id is None:
             return None
-        found: object = self.repository.get(contact.caller_id)
-        assert isinstance(found, Caller)
-        return found
+        return self.load(contact.caller_id, Caller, "caller")
 
     def reply_text(self, contact_id: UUID, *, body: str,
                    meta: dict[str, str]) -> tuple[Contact, int]:
