@@ -21,6 +21,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from eventsourcing.persistence import Recording
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from shared.application import ServiceApplication
 
@@ -41,6 +42,10 @@ read_model_schema = sa.Table(
 )
 
 Apply = Callable[[Connection, Any, int], None]
+
+
+class _Moved(Exception):
+    """The recorded position is not where this process left it."""
 
 
 def fingerprint(metadata: sa.MetaData) -> str:
@@ -105,6 +110,29 @@ class LocalProjector:
         target = max(r.notification.id for r in recordings)
         if self._known >= target:
             return
+        with self._lock:
+            if self._known >= target:
+                return
+            ids = [r.notification.id for r in recordings]
+            known = self._known
+            if known and ids == list(range(known + 1, known + 1 + len(ids))):
+                # The very next events: apply them as saved, without reading them back.
+                try:
+                    with self.engine.begin() as conn:
+                        for r in recordings:
+                            self.apply(conn, r.domain_event, r.notification.id)
+                        moved = conn.execute(
+                            sa.update(local_tracking)
+                            .where(local_tracking.c.name == self.name,
+                                   local_tracking.c.notification_id == known)
+                            .values(notification_id=ids[-1])
+                        ).rowcount
+                        if moved != 1:  # another process moved it: read the log instead
+                            raise _Moved
+                    self._known = ids[-1]
+                    return
+                except (_Moved, IntegrityError):
+                    pass
         self.catch_up()
 
     def _set_position(self, conn: Connection, notification_id: int) -> None:

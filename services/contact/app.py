@@ -234,7 +234,8 @@ class ContactApplication(ServiceApplication):
                     caller = None if candidate.erased else candidate
         if caller is not None and caller.erased:
             raise InvalidCommand("caller_ref", "this caller's personal data was erased")
-        unknown = views.missing_directory_entries(self._views(), list(signposted_to))
+        unknown = (views.missing_directory_entries(self._views(), list(signposted_to))
+                   if signposted_to else [])
         if unknown:
             raise InvalidCommand("signposted_to", f"no directory entry {unknown[0]}")
         subject = caller.id if caller is not None else contact_id
