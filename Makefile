@@ -1,10 +1,10 @@
-# Solidarity: the Makefile targets are install, run, test, bench and lint.
+# Solidarity: the Makefile targets are install, run, test, test-fast, bench and lint.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/solidarity up
 
-## Install and run the whole test suite.
+## Install and run the whole test suite (every tier, real NATS, e2e; PostgreSQL when given).
 test: install
 	$(BIN)/pytest
 
+## The fast tiers only: domain, application (SQLite, no NATS, no HTTP), shared units, deploy.
+test-fast: install
+	$(BIN)/pytest -q -m "not network and not e2e"
+
 ## Benchmarks against their raw baselines, in one run.
 bench: install
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python -m bench.pipeline
 
 lint: install
 	$(BIN)/ruff check .

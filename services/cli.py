@@ -15,9 +15,10 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from shared.auth import Role, issue_token
+from services.registry import SERVICES
+from shared.config import Settings
 from shared.logging import configure_logging, get_logger
-from shared.settings import SERVICES, Settings
+from shared.web.auth import Role, issue_token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +128,7 @@ def _print_banner(settings: Settings, services: Sequence[str]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from shared.nats_server import NatsServer
+    from shared.messaging.nats_server import NatsServer
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

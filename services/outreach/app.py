@@ -3,7 +3,7 @@ has its event store, relay, health and /events like every service."""
 
 from __future__ import annotations
 
-from shared.application import ServiceApplication
+from shared.eventstore.application import ServiceApplication
 
 
 class OutreachApplication(ServiceApplication):

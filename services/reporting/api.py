@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from services.reporting.app import ReportingProjection
-from shared.auth import Allow, Principal, Role
-from shared.http import roles_doc
+from services.reporting.app import ReportingApplication
+from shared.web.auth import Allow, Principal, Role
+from shared.web.deps import application, roles_doc, runtime_of
 
 REPORT = Allow(Role.COORDINATOR, Role.AUDITOR)
 REBUILD = Allow(Role.COORDINATOR)
@@ -35,13 +35,7 @@ class RebuildResult(BaseModel):
     applied: dict[str, int]
 
 
-async def get_projection(request: Request) -> ReportingProjection:
-    projection = request.app.state.runtimes["reporting"].projection
-    assert isinstance(projection, ReportingProjection)
-    return projection
-
-
-Projection = Annotated[ReportingProjection, Depends(get_projection)]
+App = Annotated[ReportingApplication, Depends(application("reporting", ReportingApplication))]
 
 
 def router() -> APIRouter:
@@ -59,12 +53,12 @@ def router() -> APIRouter:
         ),
     )
     def monthly(
-        projection: Projection,
+        app: App,
         _principal: Annotated[Principal, Depends(REPORT)],
         month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
                                     description="YYYY-MM")],
     ) -> MonthlyReport:
-        return MonthlyReport(**projection.monthly(month))
+        return MonthlyReport(**app.monthly(month))
 
     @r.post(
         "/rebuild",
@@ -80,8 +74,7 @@ def router() -> APIRouter:
         request: Request,
         _principal: Annotated[Principal, Depends(REBUILD)],
     ) -> RebuildResult:
-        runtime = request.app.state.runtimes["reporting"]
-        applied = await runtime.rebuild()
+        applied = await runtime_of(request, "reporting").rebuild()
         return RebuildResult(applied=applied)
 
     return r

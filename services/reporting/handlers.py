@@ -1,4 +1,5 @@
-"""How reporting applies other services' integration events to its read models.
+"""Inbound: how reporting applies other services' integration events to its read
+models.
 
 Each handler runs inside the projection's transaction, beside the tracking row, so an
 event's effect and the record that it was applied commit together or not at all.
@@ -13,8 +14,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.reporting.app import contacts, directory_names
-from shared.envelope import IntegrationEvent
+from services.reporting.read_model import contacts, directory_names
+from shared.messaging.envelope import IntegrationEvent
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -71,3 +72,10 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("contact", "ContactLogged"): contact_logged,
     ("contact", "ContactCorrected"): contact_corrected,
 }
+
+
+def apply(conn: Connection, ev: IntegrationEvent) -> None:
+    """Apply one event: those reporting has no use for change nothing but the tracking."""
+    handler = HANDLERS.get((ev.service, ev.type))
+    if handler is not None:
+        handler(conn, ev)

@@ -1,0 +1,1 @@
+"""Benchmarks with their raw baselines: ``python -m bench.pipeline`` (``make bench``)."""

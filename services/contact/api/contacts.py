@@ -1,0 +1,293 @@
+"""Contacts (calls, texts, missed calls) and what hangs off one: risk assessments,
+escalations, closing, follow-ups; and the follow-ups due across all contacts.
+
+Free text is shown only to the coordinator and the supporters who handled the
+contact (``presenters.contact_for``); auditors see coded fields only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from services.contact.api.common import (
+    ON_CALL,
+    READ,
+    App,
+    CallerRef,
+    LongText,
+    Phone,
+    Short,
+    Strict,
+    Text,
+)
+from services.contact.api.presenters import (
+    ContactOut,
+    ContactPage,
+    EscalationOut,
+    FollowUpDueOut,
+    FollowUpPage,
+    RiskOut,
+    contact_for,
+    contact_page,
+    escalation_out,
+    risk_out,
+)
+from services.contact.domain import (
+    CallerIs,
+    Channel,
+    Contact,
+    Direction,
+    EscalationKind,
+    FollowUp,
+    IssueCategory,
+    RiskLevel,
+)
+from services.contact.domain.codes import MAX_SUPPORTERS
+from shared.web.auth import Principal
+from shared.web.deps import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    created,
+    once,
+    roles_doc,
+    with_etag,
+)
+from shared.web.problems import NotFound
+
+router = APIRouter()
+
+SupporterId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class FollowUpIn(Strict):
+    needed: bool = True
+    by: AwareDatetime | None = Field(default=None,
+                                     description="When it must be done by (when needed).")
+    what: Text | None = None
+
+
+class ContactIn(Strict):
+    channel: Channel
+    direction: Direction = Direction.INBOUND
+    caller_ref: CallerRef | None = Field(default=None, description="Absent: anonymous.")
+    shift_id: UUID | None = None
+    # How many may be named is the domain's rule (MAX_SUPPORTERS): documented, not checked.
+    supporter_ids: list[SupporterId] = Field(default_factory=list,
+                                             json_schema_extra={"maxItems": MAX_SUPPORTERS})
+    started_at: AwareDatetime
+    ended_at: AwareDatetime | None = None
+    issues: list[IssueCategory] = Field(default_factory=list, max_length=15)
+    caller_is: CallerIs | None = None
+    summary: LongText | None = None
+    signposted_to: list[UUID] = Field(default_factory=list, max_length=20)
+    follow_up: FollowUpIn | None = None
+    distressing: bool = Field(default=False, description="The supporter wants a debrief.")
+    answered: bool = Field(default=True, description="false: a missed call (phone only).")
+    phone: Phone | None = Field(default=None, description="A missed call's number.")
+
+
+class ContactCorrection(Strict):
+    reason: Text = Field(description="Why it is corrected.")
+    issues: list[IssueCategory] | None = Field(default=None, min_length=1, max_length=15)
+    ended_at: AwareDatetime | None = None
+
+
+class RiskIn(Strict):
+    level: RiskLevel
+    factors: Text | None = None
+    protective_factors: Text | None = None
+    decision: Text
+    reasoning: LongText | None = None
+
+
+class EscalationIn(Strict):
+    kind: EscalationKind
+    reason: Text
+    reference: Short | None = None
+
+
+class CloseIn(Strict):
+    no_escalation_reason: Text | None = Field(
+        default=None, description="Required at immediate risk when there is no escalation.")
+
+
+class CompleteIn(Strict):
+    outcome: Text | None = None
+
+
+def _follow_up(body: FollowUpIn | None) -> FollowUp | None:
+    return None if body is None else FollowUp(needed=body.needed, by=body.by, what=body.what)
+
+
+def _nth(items: list[Any], n: int, what: str) -> int:
+    if not 1 <= n <= len(items):
+        raise NotFound(f"No {what} {n} on this contact.")
+    return n
+
+
+@router.post("/contacts", status_code=201, response_model=ContactOut,
+             summary="Log a call or text (or a missed call)",
+             description=roles_doc(ON_CALL, "Records a contact. `answered: false` records a "
+                                   "missed call (phone only) and opens a call-back follow-up "
+                                   "when the number is known. Send `Idempotency-Key` to make "
+                                   "a retry safe."))
+def log_contact(body: ContactIn, request: Request, response: Response, app: App,
+                principal: Annotated[Principal, Depends(ON_CALL)],
+                idempotency_key: IdempotencyKey = None) -> ContactOut:
+    made: list[Contact] = []
+
+    def create() -> str:
+        contact = app.log_contact(
+            channel=body.channel.value, direction=body.direction.value,
+            started_at=body.started_at, ended_at=body.ended_at,
+            issues=[i.value for i in body.issues], caller_ref=body.caller_ref,
+            shift_id=body.shift_id, supporter_ids=body.supporter_ids,
+            caller_is=body.caller_is.value if body.caller_is else None,
+            summary=body.summary, signposted_to=body.signposted_to,
+            follow_up=_follow_up(body.follow_up), distressing=body.distressing,
+            answered=body.answered, phone=body.phone,
+        )
+        made.append(contact)
+        return str(contact.id)
+
+    contact_id = once(request, "contact", principal, idempotency_key, "POST /contact/contacts",
+                      body, create)
+    # A replayed Idempotency-Key made nothing: show the contact as it is now.
+    contact = made[0] if made else app.get_contact(UUID(contact_id))
+    created(response, f"/contact/contacts/{contact.id}", contact.version)
+    return contact_for(app, principal, contact)
+
+
+@router.get("/contacts", response_model=ContactPage, summary="Contacts, newest first",
+            description=roles_doc(READ, "Filter by `caller_ref` and a `from`/`to` window on "
+                                  "`started_at`. Supporters see coded fields and the "
+                                  "summaries of contacts they handled; the coordinator sees "
+                                  "all; auditors see coded fields only."))
+def list_contacts(app: App, principal: Annotated[Principal, Depends(READ)],
+                  caller_ref: CallerRef | None = None,
+                  start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+                  end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  cursor: Cursor = None) -> ContactPage:
+    rows, next_cursor = app.list_contacts(caller_ref=caller_ref, start=start, end=end,
+                                          limit=limit, cursor=cursor)
+    return contact_page(app, principal, rows, next_cursor)
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactOut, summary="One contact",
+            description=roles_doc(READ, "With its risk trail, escalations and follow-ups; "
+                                  "its version as ETag. Free text only for the coordinator "
+                                  "and the supporters who handled it."))
+def get_contact(contact_id: UUID, response: Response, app: App,
+                principal: Annotated[Principal, Depends(READ)]) -> ContactOut:
+    contact = app.get_contact(contact_id)
+    with_etag(response, contact.version)
+    return contact_for(app, principal, contact)
+
+
+@router.patch("/contacts/{contact_id}", response_model=ContactOut,
+              summary="Correct a logged contact",
+              description=roles_doc(ON_CALL, "Corrects the issues or end time, with a reason. "
+                                    "The original stays in the history. Send `If-Match`: a "
+                                    "stale one is 412; a concurrent write that saved first "
+                                    "makes this one 409."))
+def correct_contact(contact_id: UUID, body: ContactCorrection, response: Response, app: App,
+                    principal: Annotated[Principal, Depends(ON_CALL)],
+                    if_match: IfMatch) -> ContactOut:
+    contact = app.correct_contact(
+        contact_id, reason=body.reason,
+        issues=[i.value for i in body.issues] if body.issues is not None else None,
+        ended_at=body.ended_at, expected_version=if_match,
+    )
+    with_etag(response, contact.version)
+    return contact_for(app, principal, contact)
+
+
+@router.post("/contacts/{contact_id}/risk-assessments", status_code=201,
+             response_model=RiskOut, summary="Assess risk",
+             description=roles_doc(ON_CALL, "Adds an assessment to the contact's risk trail. "
+                                   "Earlier ones are never overwritten: the new one "
+                                   "supersedes the last. Accepts If-Match."))
+def assess(contact_id: UUID, body: RiskIn, response: Response, app: App,
+           _p: Annotated[Principal, Depends(ON_CALL)], if_match: IfMatch) -> RiskOut:
+    contact = app.assess_risk(contact_id, **body.model_dump(mode="json"),
+                              expected_version=if_match)
+    n = len(contact.risk_trail)
+    created(response, f"/contact/contacts/{contact_id}/risk-assessments/{n}", contact.version)
+    return risk_out(app.keys, contact, n, include_personal=True)
+
+
+@router.get("/contacts/{contact_id}/risk-assessments/{n}", response_model=RiskOut,
+            summary="One risk assessment",
+            description=roles_doc(READ, "Free text only for the coordinator and the "
+                                  "supporters who handled the contact."))
+def get_assessment(contact_id: UUID, n: int, app: App,
+                   principal: Annotated[Principal, Depends(READ)]) -> RiskOut:
+    contact = app.get_contact(contact_id)
+    return risk_out(app.keys, contact, _nth(contact.risk_trail, n, "risk assessment"),
+                    include_personal=app.sees_personal(principal, contact.supporter_ids))
+
+
+@router.post("/contacts/{contact_id}/escalations", status_code=201,
+             response_model=EscalationOut, summary="Record an escalation",
+             description=roles_doc(ON_CALL, "Emergency services, crisis team, safeguarding "
+                                   "referral, GP or other, with the reason and any "
+                                   "reference."))
+def escalate(contact_id: UUID, body: EscalationIn, response: Response, app: App,
+             _p: Annotated[Principal, Depends(ON_CALL)], if_match: IfMatch) -> EscalationOut:
+    contact = app.escalate(contact_id, **body.model_dump(mode="json"),
+                           expected_version=if_match)
+    n = len(contact.escalations)
+    created(response, f"/contact/contacts/{contact_id}/escalations/{n}", contact.version)
+    return escalation_out(app.keys, contact, n, include_personal=True)
+
+
+@router.get("/contacts/{contact_id}/escalations/{n}", response_model=EscalationOut,
+            summary="One escalation", description=roles_doc(READ))
+def get_escalation(contact_id: UUID, n: int, app: App,
+                   principal: Annotated[Principal, Depends(READ)]) -> EscalationOut:
+    contact = app.get_contact(contact_id)
+    return escalation_out(app.keys, contact, _nth(contact.escalations, n, "escalation"),
+                          include_personal=app.sees_personal(principal, contact.supporter_ids))
+
+
+@router.post("/contacts/{contact_id}/close", response_model=ContactOut,
+             summary="Close a contact",
+             description=roles_doc(ON_CALL, "At immediate risk, closing needs an escalation "
+                                   "or `no_escalation_reason` (422 otherwise)."))
+def close(contact_id: UUID, body: CloseIn, response: Response, app: App,
+          principal: Annotated[Principal, Depends(ON_CALL)], if_match: IfMatch) -> ContactOut:
+    contact = app.close_contact(contact_id, no_escalation_reason=body.no_escalation_reason,
+                                expected_version=if_match)
+    with_etag(response, contact.version)
+    return contact_for(app, principal, contact)
+
+
+@router.post("/contacts/{contact_id}/follow-ups/{n}/complete", response_model=ContactOut,
+             summary="Complete a follow-up",
+             description=roles_doc(ON_CALL, "With an optional outcome. Accepts If-Match."))
+def complete(contact_id: UUID, n: int, body: CompleteIn, response: Response, app: App,
+             principal: Annotated[Principal, Depends(ON_CALL)],
+             if_match: IfMatch) -> ContactOut:
+    contact = app.complete_follow_up(contact_id, n, outcome=body.outcome,
+                                     expected_version=if_match)
+    with_etag(response, contact.version)
+    return contact_for(app, principal, contact)
+
+
+@router.get("/follow-ups", response_model=FollowUpPage, summary="Follow-ups due",
+            description=roles_doc(ON_CALL, "Open follow-ups due before `due_before` "
+                                  "(default: now), earliest first: call-backs of missed "
+                                  "calls and agreed follow-ups."))
+def follow_ups(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
+               due_before: AwareDatetime | None = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               cursor: Cursor = None) -> FollowUpPage:
+    items, next_cursor = app.follow_ups_due(due_before or datetime.now(UTC), limit, cursor)
+    return FollowUpPage(items=[FollowUpDueOut(**i) for i in items], next_cursor=next_cursor)

@@ -1,0 +1,86 @@
+"""The service directory of the on-call bag: organisations (not people), what they help
+with and their opening hours in London wall-clock time. The coordinator keeps it;
+supporters search it while on a call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from services.contact.api.common import COORD, ON_CALL, App, OpeningSlot, Short, Strict
+from services.contact.api.presenters import DirectoryOut, DirectoryPage, directory_out
+from services.contact.domain import IssueCategory
+from shared.web.auth import Principal
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, once, roles_doc, with_etag
+
+router = APIRouter()
+
+
+class DirectoryIn(Strict):
+    name: Short
+    helps_with: list[IssueCategory] = Field(min_length=1, max_length=15)
+    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    opening_hours: list[OpeningSlot] = Field(
+        default_factory=list, max_length=50,
+        description="London wall-clock times; closes before opens runs past midnight.")
+    address: Annotated[str, StringConstraints(max_length=500)] | None = None
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+def _fields(body: DirectoryIn) -> dict[str, Any]:
+    return body.model_dump(mode="json")
+
+
+@router.post("/directory", status_code=201, response_model=DirectoryOut,
+             summary="Add a service to the directory", description=roles_doc(COORD))
+def add_entry(body: DirectoryIn, request: Request, response: Response, app: App,
+              principal: Annotated[Principal, Depends(COORD)],
+              idempotency_key: IdempotencyKey = None) -> DirectoryOut:
+    eid = once(request, "contact", principal, idempotency_key, "POST /contact/directory", body,
+               lambda: str(app.add_directory_entry(_fields(body)).id))
+    entry = app.get_directory_entry(UUID(eid))
+    created(response, f"/contact/directory/{eid}", entry.version)
+    return directory_out(entry)
+
+
+@router.get("/directory", response_model=DirectoryPage, summary="Find services",
+            description=roles_doc(ON_CALL, "By `need` (an issue code) and `open_at` (any "
+                                  "offset; opening hours are London wall-clock time), e.g. "
+                                  "bereavement support open on Sunday at 22:00."))
+def search(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
+           need: IssueCategory | None = None, open_at: AwareDatetime | None = None,
+           limit: Annotated[int, Query(ge=1, le=500)] = 100,
+           cursor: Cursor = None) -> DirectoryPage:
+    items, next_cursor = app.search_directory(need.value if need else None, open_at, limit,
+                                              cursor)
+    return DirectoryPage(items=[DirectoryOut(**i) for i in items], next_cursor=next_cursor)
+
+
+@router.get("/directory/{entry_id}", response_model=DirectoryOut, summary="One service",
+            description=roles_doc(ON_CALL))
+def get_entry(entry_id: UUID, response: Response, app: App,
+              _p: Annotated[Principal, Depends(ON_CALL)]) -> DirectoryOut:
+    entry = app.get_directory_entry(entry_id)
+    with_etag(response, entry.version)
+    return directory_out(entry)
+
+
+@router.put("/directory/{entry_id}", response_model=DirectoryOut, summary="Replace an entry",
+            description=roles_doc(COORD, "Accepts If-Match."))
+def put_entry(entry_id: UUID, body: DirectoryIn, response: Response, app: App,
+              _p: Annotated[Principal, Depends(COORD)], if_match: IfMatch) -> DirectoryOut:
+    entry = app.update_directory_entry(entry_id, _fields(body), if_match)
+    with_etag(response, entry.version)
+    return directory_out(entry)
+
+
+@router.delete("/directory/{entry_id}", status_code=204, summary="Remove an entry",
+               description=roles_doc(COORD, "Accepts If-Match."))
+def delete_entry(entry_id: UUID, app: App, _p: Annotated[Principal, Depends(COORD)],
+                 if_match: IfMatch) -> Response:
+    app.remove_directory_entry(entry_id, if_match)
+    return Response(status_code=204)

@@ -1,0 +1,368 @@
+"""Response models of the contact API and the functions that build them from aggregates
+and read-table rows.
+
+Personal data is stored sealed; a presenter opens it (``KeyStore.reveal``: the
+plaintext, or ``[erased]`` after erasure) only for whoever may see it. Who that is
+stays the application's answer (``ContactApplication.sees_personal``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from services.contact import read_model
+from services.contact.api.common import OpeningSlot
+from services.contact.app import ContactApplication
+from services.contact.domain import (
+    AgeBand,
+    Caller,
+    CallerIs,
+    Channel,
+    Contact,
+    Direction,
+    DirectoryEntry,
+    EscalationKind,
+    Gender,
+    IssueCategory,
+    Referral,
+    ReferralSource,
+    RiskLevel,
+)
+from shared.privacy import KeyStore
+from shared.web.auth import Principal
+
+# ------------------------------------------------------------------------ callers
+
+
+class CallerOut(BaseModel):
+    caller_ref: str
+    alias: str | None
+    has_phone: bool
+    gender: Gender | None
+    age_band: AgeBand | None
+    consent_to_keep_history: bool
+    consent_to_text: bool
+    erased: bool
+    version: int
+
+
+class ErasureOut(BaseModel):
+    caller_ref: str
+    erased: bool
+
+
+def caller_out(keys: KeyStore, caller: Caller) -> CallerOut:
+    return CallerOut.model_validate({
+        "caller_ref": caller.caller_ref,
+        "alias": keys.reveal(caller.alias),
+        "has_phone": caller.phone is not None,
+        "gender": caller.gender,
+        "age_band": caller.age_band,
+        "consent_to_keep_history": caller.consent_to_keep_history,
+        "consent_to_text": caller.consent_to_text,
+        "erased": caller.erased,
+        "version": caller.version,
+    })
+
+
+# ----------------------------------------------------------------------- contacts
+
+
+class RiskOut(BaseModel):
+    id: str = Field(description="<contact_id>/<n>: the assessment's place in the trail.")
+    contact_id: UUID
+    n: int
+    level: RiskLevel
+    factors: str | None
+    protective_factors: str | None
+    decision: str | None
+    reasoning: str | None
+    supersedes: int | None
+    assessed_by: str
+    assessed_at: datetime
+
+
+class EscalationOut(BaseModel):
+    id: str = Field(description="<contact_id>/<n>.")
+    contact_id: UUID
+    n: int
+    kind: EscalationKind
+    reason: str | None
+    reference: str | None
+    escalated_by: str
+    escalated_at: datetime
+
+
+class FollowUpOut(BaseModel):
+    n: int
+    kind: str
+    due_by: datetime
+    what: str | None
+    completed_at: datetime | None
+    outcome: str | None
+
+
+class ContactOut(BaseModel):
+    id: UUID
+    channel: Channel
+    direction: Direction
+    answered: bool
+    caller_ref: str | None
+    shift_id: UUID | None
+    supporter_ids: list[str]
+    started_at: datetime
+    ended_at: datetime | None
+    issues: list[IssueCategory]
+    caller_is: CallerIs | None
+    signposted_to: list[str]
+    summary: str | None
+    risk_level: RiskLevel | None
+    risk_trail: list[dict[str, Any]]
+    escalations: list[dict[str, Any]]
+    follow_ups: list[FollowUpOut]
+    distressing: bool
+    closed: bool
+    logged_by: str
+    corrections: int
+    version: int
+
+
+class ContactListItem(BaseModel):
+    id: UUID
+    caller_ref: str | None
+    channel: Channel
+    direction: Direction
+    answered: bool
+    started_at: datetime
+    ended_at: datetime | None
+    shift_id: str | None
+    supporter_ids: list[str]
+    issues: list[IssueCategory]
+    caller_is: CallerIs | None
+    signposted_to: list[str]
+    risk_level: RiskLevel | None
+    closed: bool
+    summary: str | None
+
+
+class ContactPage(BaseModel):
+    items: list[ContactListItem]
+    next_cursor: str | None
+
+
+class History(BaseModel):
+    caller_ref: str
+    items: list[ContactListItem]
+
+
+class FollowUpDueOut(BaseModel):
+    contact_id: UUID
+    n: int
+    kind: str
+    due_by: datetime
+    caller_ref: str | None
+
+
+class FollowUpPage(BaseModel):
+    items: list[FollowUpDueOut]
+    next_cursor: str | None = None
+
+
+Reveal = Callable[[str | None], str | None]
+RISK_TEXT = ("factors", "protective_factors", "decision", "reasoning")
+ESCALATION_TEXT = ("reason", "reference")
+FOLLOW_UP_TEXT = ("what", "outcome")
+
+
+def _opened(item: dict[str, Any], sealed: Iterable[str], reveal: Reveal) -> dict[str, Any]:
+    return {**item, **{k: reveal(item[k]) for k in sealed}}
+
+
+def _reveal(keys: KeyStore, include_personal: bool) -> Reveal:
+    return keys.reveal if include_personal else (lambda _t: None)
+
+
+def contact_out(keys: KeyStore, contact: Contact, *, include_personal: bool) -> ContactOut:
+    """The whole contact; its free text only when ``include_personal``."""
+    reveal = _reveal(keys, include_personal)
+    return ContactOut.model_validate({
+        "id": contact.id,
+        "channel": contact.channel,
+        "direction": contact.direction,
+        "answered": contact.answered,
+        "caller_ref": contact.caller_ref,
+        "shift_id": contact.shift_id,
+        "supporter_ids": contact.supporter_ids,
+        "started_at": contact.started_at,
+        "ended_at": contact.ended_at,
+        "issues": contact.issues,
+        "caller_is": contact.caller_is,
+        "signposted_to": contact.signposted_to,
+        "summary": reveal(contact.summary),
+        "risk_level": contact.risk_level,
+        "risk_trail": [_opened(r, RISK_TEXT, reveal) for r in contact.risk_trail],
+        "escalations": [_opened(e, ESCALATION_TEXT, reveal) for e in contact.escalations],
+        "follow_ups": [_opened(f, FOLLOW_UP_TEXT, reveal) for f in contact.follow_ups],
+        "distressing": contact.debrief_requested,
+        "closed": contact.closed,
+        "logged_by": contact.logged_by,
+        "corrections": contact.corrections,
+        "version": contact.version,
+    })
+
+
+def contact_for(app: ContactApplication, principal: Principal, contact: Contact) -> ContactOut:
+    """The contact as ``principal`` may see it."""
+    return contact_out(app.keys, contact,
+                       include_personal=app.sees_personal(principal, contact.supporter_ids))
+
+
+def risk_out(keys: KeyStore, contact: Contact, n: int, *, include_personal: bool) -> RiskOut:
+    """The ``n``th assessment (1-based) of the contact's risk trail."""
+    assessment = _opened(contact.risk_trail[n - 1], RISK_TEXT, _reveal(keys, include_personal))
+    return RiskOut(id=f"{contact.id}/{n}", contact_id=contact.id, **assessment)
+
+
+def escalation_out(keys: KeyStore, contact: Contact, n: int, *,
+                   include_personal: bool) -> EscalationOut:
+    """The contact's ``n``th escalation (1-based)."""
+    escalation = _opened(contact.escalations[n - 1], ESCALATION_TEXT,
+                         _reveal(keys, include_personal))
+    return EscalationOut(id=f"{contact.id}/{n}", contact_id=contact.id, **escalation)
+
+
+def contact_item(keys: KeyStore, row: Any, *, include_summary: bool) -> ContactListItem:
+    """One read-table row; its summary (sealed there) only when ``include_summary``."""
+    return ContactListItem(**read_model.row_to_dict(row, keys.reveal if include_summary
+                                                    else None))
+
+
+def contact_page(app: ContactApplication, principal: Principal, rows: Iterable[Any],
+                 next_cursor: str | None) -> ContactPage:
+    return ContactPage(
+        items=[contact_item(app.keys, row, include_summary=app.sees_personal(
+            principal, read_model.supporters_of(row))) for row in rows],
+        next_cursor=next_cursor,
+    )
+
+
+# ---------------------------------------------------------------------- referrals
+
+
+class ReferralOut(BaseModel):
+    id: UUID
+    received_at: datetime
+    source: ReferralSource
+    referrer_organisation: str | None
+    caller_ref: str
+    reason: str | None
+    status: str
+    outcome_reason: str | None
+    decided_by: str | None
+    version: int
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralOut]
+    next_cursor: str | None = None
+
+
+def referral_out(keys: KeyStore, referral: Referral) -> ReferralOut:
+    return ReferralOut.model_validate({
+        "id": referral.id,
+        "received_at": referral.received_at,
+        "source": referral.source,
+        "referrer_organisation": referral.referrer_organisation,
+        "caller_ref": referral.caller_ref,
+        "reason": keys.reveal(referral.reason),
+        "status": referral.status,
+        "outcome_reason": keys.reveal(referral.outcome_reason),
+        "decided_by": referral.decided_by,
+        "version": referral.version,
+    })
+
+
+# ---------------------------------------------------------------------- directory
+
+
+class DirectoryOut(BaseModel):
+    id: UUID
+    name: str
+    helps_with: list[IssueCategory]
+    phone: str | None
+    opening_hours: list[OpeningSlot]
+    address: str | None
+    notes: str | None
+    version: int
+
+
+class DirectoryPage(BaseModel):
+    items: list[DirectoryOut]
+    next_cursor: str | None = None
+
+
+def directory_out(entry: DirectoryEntry) -> DirectoryOut:
+    return DirectoryOut.model_validate({
+        "id": entry.id, "name": entry.name, "helps_with": entry.helps_with,
+        "phone": entry.phone, "opening_hours": entry.opening_hours,
+        "address": entry.address, "notes": entry.notes, "version": entry.version,
+    })
+
+
+# -------------------------------------------------------------------------- texts
+
+
+class TextMessageOut(BaseModel):
+    n: int
+    direction: Direction
+    at: datetime
+    body: str | None = Field(description="`[erased]` after the caller's erasure.")
+    by: str | None = Field(description="Who sent it (outbound); null for the caller's.")
+    provider_ref: str | None
+    delivery: Literal["outbox", "provider"] | None = Field(
+        description="Outbound only: `outbox` (embedded mode: stored, would be sent) or "
+        "`provider` (handed to the SMS provider).")
+
+
+class TextThreadOut(BaseModel):
+    contact_id: UUID
+    caller_ref: str | None
+    started_at: datetime
+    closed: bool
+    can_reply: bool = Field(description="The caller consented to texts and is not erased.")
+    messages: list[TextMessageOut]
+    version: int
+
+
+OUTBOX_PREFIX = "outbox-"  # the embedded mode's outbox names what it keeps so
+
+
+def _delivery(message: dict[str, Any]) -> Literal["outbox", "provider"] | None:
+    if message["direction"] == "inbound":
+        return None
+    return "outbox" if str(message["provider_ref"]).startswith(OUTBOX_PREFIX) else "provider"
+
+
+def text_message_out(keys: KeyStore, n: int, message: dict[str, Any]) -> TextMessageOut:
+    return TextMessageOut(n=n, direction=message["direction"], at=message["at"],
+                          body=keys.reveal(message["body"]), by=message["by"],
+                          provider_ref=message["provider_ref"], delivery=_delivery(message))
+
+
+def text_thread_out(keys: KeyStore, contact: Contact, *, can_reply: bool) -> TextThreadOut:
+    """A text conversation's messages in order, bodies opened."""
+    return TextThreadOut(
+        contact_id=contact.id,
+        caller_ref=contact.caller_ref,
+        started_at=contact.started_at,
+        closed=contact.closed,
+        can_reply=can_reply,
+        messages=[text_message_out(keys, n, m)
+                  for n, m in enumerate(contact.messages, start=1)],
+        version=contact.version,
+    )

@@ -1,0 +1,175 @@
+"""Text conversations. A text conversation is a contact with channel=text. The SMS
+provider posts inbound texts to /contact/texts/inbound (authenticated by its request
+signature, not a token); supporters and the coordinator read the thread and reply.
+Bodies and numbers are personal data: sealed in the store, never in a URL, a log line
+or an event on the bus.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from services.contact.api.common import ON_CALL, App, Strict
+from services.contact.api.presenters import (
+    TextMessageOut,
+    TextThreadOut,
+    text_message_out,
+    text_thread_out,
+)
+from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
+from shared.web.auth import Principal
+from shared.web.deps import IdempotencyKey, created, once, roles_doc, with_etag
+from shared.web.middleware import correlation_of
+from shared.web.problems import Forbidden, Problem, Unprocessable
+
+router = APIRouter()
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+INBOUND_FIELDS = ("From", "To", "Body", "MessageSid")
+MAX_INBOUND_PARAMS = 200
+
+
+class UnsupportedMediaType(Problem):
+    status, type, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class SmsProviderFailed(Problem):
+    status, type, title = 502, "sms-provider-failed", "The SMS provider did not take the text"
+
+
+class InboundText(BaseModel):
+    """The fields of a provider's inbound-message webhook this service uses; any other
+    field is accepted (and covered by the signature)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    From: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    To: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    Body: Annotated[str, StringConstraints(max_length=1600)] = ""
+    MessageSid: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ReplyIn(Strict):
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=1600)] = Field(
+        description="The text to send (1 to 1600 characters).")
+
+
+def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True,
+                         max_num_fields=MAX_INBOUND_PARAMS)
+    except (UnicodeDecodeError, ValueError):
+        raise Unprocessable(
+            "The body must be UTF-8 application/x-www-form-urlencoded parameters.",
+            errors=[{"field": "body", "message": "not form data", "code": "form"}],
+        ) from None
+
+
+def _inbound_text(pairs: list[tuple[str, str]]) -> InboundText:
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in INBOUND_FIELDS and name in fields:
+            raise Unprocessable(f"{name} is given more than once.",
+                                errors=[{"field": f"body.{name}", "message": "given twice",
+                                         "code": "duplicate"}])
+        fields.setdefault(name, value)
+    try:
+        return InboundText.model_validate(fields)
+    except ValidationError as e:
+        # Without the submitted values (a number, a body): the handler keeps loc and msg.
+        raise RequestValidationError(
+            [{"loc": ("body", *err["loc"]), "msg": err["msg"], "type": err["type"]}
+             for err in e.errors()]
+        ) from None
+
+
+INBOUND_DOC = (
+    "The SMS provider's webhook: a Twilio-style `application/x-www-form-urlencoded` "
+    "post with `From`, `To`, `Body` and `MessageSid` (other fields are accepted and "
+    "covered by the signature). Authenticated by `X-Twilio-Signature`: "
+    "base64(HMAC-SHA1(auth token, URL + each parameter's name and value, sorted by "
+    "name)), over `SOLIDARITY_SMS_WEBHOOK_URL` if set, else the URL as received; a "
+    "missing or wrong signature is 403 and stores nothing. Idempotent on "
+    "`MessageSid`: a replay creates nothing new. Finds the caller by the keyed hash "
+    "of the number or registers a new one (texting in opts in to replies: "
+    "`consent_to_text` true, `consent_to_keep_history` false), then appends to "
+    "the caller's latest text conversation that is not closed, or opens one. "
+    "Answers 200 with an empty TwiML `<Response/>` (`text/xml`): no automatic "
+    "reply.\n\nRoles: none (the SMS provider, authenticated by its request "
+    "signature)."
+)
+INBOUND_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["From", "To", "MessageSid"],
+        "properties": {name: {"type": "string"} for name in INBOUND_FIELDS},
+        "additionalProperties": {"type": "string"},
+    }}}}}
+
+
+@router.post(
+    "/texts/inbound", response_class=Response, summary="Inbound text (SMS webhook)",
+    description=INBOUND_DOC,
+    responses={200: {"content": {"text/xml": {}}, "description": "Taken (or a replay)."},
+               403: {"description": "Missing or wrong signature."}},
+    openapi_extra=INBOUND_BODY,
+)
+async def inbound_text(request: Request, app: App) -> Response:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("Send application/x-www-form-urlencoded parameters.")
+    pairs = _form_pairs(await request.body())
+    url = app.settings.sms_webhook_url or str(request.url)
+    if not valid_twilio_signature(app.texts.auth_token, url, pairs,
+                                  request.headers.get(SIGNATURE_HEADER)):
+        raise Forbidden("The request's X-Twilio-Signature is missing or does not match.")
+    text = _inbound_text(pairs)
+    await run_in_threadpool(
+        lambda: app.texts.receive(message_sid=text.MessageSid, from_number=text.From,
+                                  body=text.Body, correlation_id=correlation_of(request)))
+    return Response(TWIML_EMPTY, media_type="text/xml")
+
+
+@router.get("/texts/{contact_id}", response_model=TextThreadOut,
+            summary="A text conversation",
+            description=roles_doc(ON_CALL, "The messages in order, with direction, time, "
+                                  "body (`[erased]` after erasure) and who sent each reply. "
+                                  "In embedded mode replies go to the outbox (`delivery: "
+                                  "outbox`): what would be sent. Its version as ETag."))
+def text_thread(contact_id: UUID, response: Response, app: App,
+                _p: Annotated[Principal, Depends(ON_CALL)]) -> TextThreadOut:
+    contact, can_reply = app.texts.thread(contact_id)
+    with_etag(response, contact.version)
+    return text_thread_out(app.keys, contact, can_reply=can_reply)
+
+
+@router.post("/texts/{contact_id}/reply", status_code=201, response_model=TextMessageOut,
+             summary="Reply by text",
+             description=roles_doc(ON_CALL, "Sends the text through the SMS provider (in "
+                                   "embedded mode: the outbox) and records it. Refused (422) "
+                                   "unless the caller consented to texts and is not erased. "
+                                   "Location names the message in the conversation. Send "
+                                   "`Idempotency-Key` to make a retry safe (it never sends "
+                                   "twice). 502 if the provider refuses: nothing recorded."))
+def reply_text(contact_id: UUID, body: ReplyIn, request: Request, response: Response,
+               app: App, principal: Annotated[Principal, Depends(ON_CALL)],
+               idempotency_key: IdempotencyKey = None) -> TextMessageOut:
+    def create() -> str:
+        try:
+            _, n = app.texts.reply(contact_id, body=body.body)
+        except SmsSendError as e:
+            raise SmsProviderFailed(str(e)) from None
+        return str(n)
+
+    n = int(once(request, "contact", principal, idempotency_key,
+                 f"POST /contact/texts/{contact_id}/reply", body, create))
+    contact, _ = app.texts.thread(contact_id)
+    created(response, f"/contact/texts/{contact_id}#m{n}", contact.version)
+    return text_message_out(app.keys, n, contact.messages[n - 1])

@@ -1,0 +1,40 @@
+"""The contact service's domain: one module per aggregate, and their codes. No I/O."""
+
+from services.contact.domain.caller import Caller, NewCaller, caller_id_for, new_caller_ref
+from services.contact.domain.codes import (
+    AgeBand,
+    CallerIs,
+    Channel,
+    Direction,
+    EscalationKind,
+    Gender,
+    IssueCategory,
+    ReferralSource,
+    RiskLevel,
+)
+from services.contact.domain.contact import Contact
+from services.contact.domain.directory import DirectoryEntry, is_open
+from services.contact.domain.referral import Referral, check_consent_to_contact
+from services.contact.domain.values import FollowUp
+
+__all__ = [
+    "AgeBand",
+    "Caller",
+    "CallerIs",
+    "Channel",
+    "Contact",
+    "Direction",
+    "DirectoryEntry",
+    "EscalationKind",
+    "FollowUp",
+    "Gender",
+    "IssueCategory",
+    "NewCaller",
+    "Referral",
+    "ReferralSource",
+    "RiskLevel",
+    "caller_id_for",
+    "check_consent_to_contact",
+    "is_open",
+    "new_caller_ref",
+]

@@ -1,0 +1,323 @@
+"""The contact service's own read tables, projected from its events by the platform's
+projector (``shared.eventstore.projection``): contacts by caller and date, follow-ups
+due, the referral queue and the directory. Free text stays sealed here as in the events;
+timestamps are UTC ISO strings (they sort as they compare, on SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from services.contact.domain import Contact, DirectoryEntry, Referral
+from shared.kernel import InvalidCommand
+
+metadata = sa.MetaData()
+
+contacts = sa.Table(
+    "v_contacts",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("caller_id", sa.String(36), index=True),
+    sa.Column("caller_ref", sa.String(20)),
+    sa.Column("channel", sa.String(10), nullable=False),
+    sa.Column("direction", sa.String(10), nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False, index=True),
+    sa.Column("ended_at", sa.String(40)),
+    sa.Column("shift_id", sa.String(36)),
+    sa.Column("supporters", sa.Text, nullable=False),  # ",id1,id2,"
+    sa.Column("issues", sa.Text, nullable=False),
+    sa.Column("caller_is", sa.String(30)),
+    sa.Column("signposted_to", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text),  # sealed
+    sa.Column("risk_level", sa.String(10)),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("logged_by", sa.String(100)),
+)
+
+follow_ups = sa.Table(
+    "v_follow_ups",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("due_by", sa.String(40), nullable=False, index=True),
+    sa.Column("what", sa.Text),  # sealed
+    sa.Column("caller_ref", sa.String(20)),
+    sa.Column("completed_at", sa.String(40)),
+)
+
+referrals = sa.Table(
+    "v_referrals",
+    metadata,
+    sa.Column("referral_id", sa.String(36), primary_key=True),
+    sa.Column("status", sa.String(10), nullable=False, index=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+)
+
+directory_entries = sa.Table(
+    "v_directory",
+    metadata,
+    sa.Column("entry_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("helps_with", sa.Text, nullable=False),  # ",code1,code2,"
+    sa.Column("phone", sa.String(40)),
+    sa.Column("opening_hours", sa.Text, nullable=False),  # JSON
+    sa.Column("address", sa.Text),
+    sa.Column("notes", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+
+def ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def from_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _csv(values: list[str]) -> str:
+    return "," + ",".join(values) + "," if values else ","
+
+
+def _uncsv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+# ---------------------------------------------------------------------------- apply
+
+
+def apply(conn: Connection, ev: Any) -> None:
+    cid = str(ev.originator_id)
+    if isinstance(ev, Contact.Logged):
+        conn.execute(sa.insert(contacts).values(
+            contact_id=cid, caller_id=str(ev.caller_id) if ev.caller_id else None,
+            caller_ref=ev.caller_ref, channel=ev.channel, direction=ev.direction,
+            answered=ev.answered, started_at=ts(ev.started_at), ended_at=ts(ev.ended_at),
+            shift_id=str(ev.shift_id) if ev.shift_id else None,
+            supporters=_csv(ev.supporter_ids), issues=_csv(ev.issues), caller_is=ev.caller_is,
+            signposted_to=_csv(ev.signposted_to), summary=ev.summary, risk_level=None,
+            closed=False, logged_by=ev.meta.get("actor"),
+        ))
+    elif isinstance(ev, Contact.Corrected):
+        values: dict[str, Any] = {}
+        if ev.issues is not None:
+            values["issues"] = _csv(ev.issues)
+        if ev.ended_at is not None:
+            values["ended_at"] = ts(ev.ended_at)
+        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid).values(**values))
+    elif isinstance(ev, Contact.RiskAssessed):
+        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
+                     .values(risk_level=ev.level))
+    elif isinstance(ev, Contact.Closed):
+        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid).values(closed=True))
+    elif isinstance(ev, Contact.FollowUpScheduled):
+        ref = conn.execute(sa.select(contacts.c.caller_ref)
+                           .where(contacts.c.contact_id == cid)).scalar()
+        conn.execute(sa.insert(follow_ups).values(
+            contact_id=cid, n=ev.n, kind=ev.kind, due_by=ts(ev.due_by), what=ev.what,
+            caller_ref=ref, completed_at=None,
+        ))
+    elif isinstance(ev, Contact.FollowUpCompleted):
+        conn.execute(sa.update(follow_ups)
+                     .where(follow_ups.c.contact_id == cid, follow_ups.c.n == ev.n)
+                     .values(completed_at=ts(ev.at)))
+    elif isinstance(ev, Referral.Received):
+        conn.execute(sa.insert(referrals).values(
+            referral_id=cid, status="received", received_at=ts(ev.received_at), source=ev.source,
+        ))
+    elif isinstance(ev, Referral.Accepted | Referral.Declined):
+        status = "accepted" if isinstance(ev, Referral.Accepted) else "declined"
+        conn.execute(sa.update(referrals).where(referrals.c.referral_id == cid)
+                     .values(status=status))
+    elif isinstance(ev, DirectoryEntry.Added | DirectoryEntry.Updated):
+        row = {
+            "name": ev.name, "helps_with": _csv(ev.helps_with), "phone": ev.phone,
+            "opening_hours": json.dumps(ev.opening_hours), "address": ev.address,
+            "notes": ev.notes, "version": ev.originator_version,
+        }
+        if isinstance(ev, DirectoryEntry.Added):
+            conn.execute(sa.insert(directory_entries).values(entry_id=cid, **row))
+        else:
+            conn.execute(sa.update(directory_entries)
+                         .where(directory_entries.c.entry_id == cid).values(**row))
+    elif isinstance(ev, DirectoryEntry.Removed):
+        conn.execute(sa.delete(directory_entries).where(directory_entries.c.entry_id == cid))
+
+
+# -------------------------------------------------------------------------- queries
+
+
+def supporter_active_since(engine: Engine, sub: str, since: datetime) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.literal(1)).where(
+                contacts.c.supporters.contains(f",{sub},", autoescape=True),
+                contacts.c.started_at >= ts(since),
+            ).limit(1)
+        ).first() is not None
+
+
+def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(
+            sa.select(contacts).where(contacts.c.caller_id == str(caller_id))
+            .order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc())
+        ))
+
+
+def encode_cursor(kind: str, *parts: object) -> str:
+    """An opaque keyset cursor: which list, and the sort key of a page's last item."""
+    return base64.urlsafe_b64encode(json.dumps([kind, *map(str, parts)]).encode()).decode()
+
+
+def decode_cursor(cursor: str, kind: str, n: int) -> list[str]:
+    """The sort key in a cursor this list gave out; a 422 naming query.cursor otherwise."""
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        if not (isinstance(parts, list) and len(parts) == n + 1 and parts[0] == kind
+                and all(isinstance(p, str) for p in parts)):
+            raise ValueError("shape")
+    except Exception as e:
+        raise InvalidCommand("cursor", "is not one this list gave out", "query") from e
+    return parts[1:]
+
+
+def _page(rows: list[Any], limit: int, kind: str, key: Callable[[Any], tuple[object, ...]]
+          ) -> tuple[list[Any], str | None]:
+    """Rows fetched with limit + 1: the page, and the cursor of the next one if any."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(kind, *key(rows[-1]))
+
+
+def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | None,
+                  end: datetime | None, limit: int,
+                  cursor: str | None) -> tuple[list[Any], str | None]:
+    """Newest first, keyset-paged on (started_at, contact_id)."""
+    q = sa.select(contacts)
+    if caller_id is not None:
+        q = q.where(contacts.c.caller_id == str(caller_id))
+    if start is not None:
+        q = q.where(contacts.c.started_at >= ts(start))
+    if end is not None:
+        q = q.where(contacts.c.started_at < ts(end))
+    if cursor:
+        s, cid = decode_cursor(cursor, "contacts", 2)
+        q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id) < (s, cid))
+    q = q.order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = list(conn.execute(q))
+    return _page(rows, limit, "contacts", lambda r: (r.started_at, r.contact_id))
+
+
+def supporters_of(row: Any) -> list[str]:
+    return _uncsv(row.supporters)
+
+
+def row_to_dict(row: Any, reveal: Callable[[str | None], str | None] | None) -> dict[str, Any]:
+    return {
+        "id": row.contact_id,
+        "caller_ref": row.caller_ref,
+        "channel": row.channel,
+        "direction": row.direction,
+        "answered": row.answered,
+        "started_at": from_ts(row.started_at),
+        "ended_at": from_ts(row.ended_at),
+        "shift_id": row.shift_id,
+        "supporter_ids": _uncsv(row.supporters),
+        "issues": _uncsv(row.issues),
+        "caller_is": row.caller_is,
+        "signposted_to": _uncsv(row.signposted_to),
+        "risk_level": row.risk_level,
+        "closed": row.closed,
+        "summary": reveal(row.summary) if reveal is not None else None,
+    }
+
+
+def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str | None
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """Earliest first, keyset-paged on (due_by, contact_id, n)."""
+    q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
+                                    follow_ups.c.due_by < ts(due_before))
+    if cursor:
+        due, cid, n = decode_cursor(cursor, "follow-ups", 3)
+        if not n.isdigit():
+            raise InvalidCommand("cursor", "is not one this service gave out", "query")
+        q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
+                    > (due, cid, int(n)))
+    q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
+    with engine.connect() as conn:
+        rows, next_cursor = _page(list(conn.execute(q)), limit, "follow-ups",
+                                  lambda r: (r.due_by, r.contact_id, r.n))
+    return [
+        {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
+         "caller_ref": r.caller_ref}
+        for r in rows
+    ], next_cursor
+
+
+def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | None
+                 ) -> tuple[list[UUID], str | None]:
+    """Oldest first, keyset-paged on (received_at, referral_id)."""
+    q = sa.select(referrals.c.referral_id, referrals.c.received_at)
+    if status is not None:
+        q = q.where(referrals.c.status == status)
+    if cursor:
+        received, rid = decode_cursor(cursor, "referrals", 2)
+        q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id) > (received, rid))
+    q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit + 1)
+    with engine.connect() as conn:
+        rows, next_cursor = _page(list(conn.execute(q)), limit, "referrals",
+                                  lambda r: (r.received_at, r.referral_id))
+    return [UUID(r.referral_id) for r in rows], next_cursor
+
+
+def page_by_name(entries: list[dict[str, Any]], limit: int, cursor: str | None
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The directory is a booklet, not a ledger: filter in memory, page by (name, id)."""
+    # Ordered here, not by the database: its collation may differ from Python's, and the
+    # cursor comparison below must use the same order as the page.
+    entries = sorted(entries, key=lambda e: (e["name"], e["id"]))
+    if cursor:
+        name, eid = decode_cursor(cursor, "directory", 2)
+        entries = [e for e in entries if (e["name"], e["id"]) > (name, eid)]
+    return _page(entries, limit, "directory", lambda e: (e["name"], e["id"]))
+
+
+def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:
+    q = sa.select(directory_entries)
+    if need is not None:
+        q = q.where(directory_entries.c.helps_with.contains(f",{need},", autoescape=True))
+    q = q.order_by(directory_entries.c.name, directory_entries.c.entry_id)
+    with engine.connect() as conn:
+        return [
+            {"id": r.entry_id, "name": r.name, "helps_with": _uncsv(r.helps_with),
+             "phone": r.phone, "opening_hours": json.loads(r.opening_hours),
+             "address": r.address, "notes": r.notes, "version": r.version}
+            for r in conn.execute(q)
+        ]
+
+
+def missing_directory_entries(engine: Engine, ids: list[UUID]) -> list[str]:
+    if not ids:
+        return []
+    wanted = {str(i) for i in ids}
+    with engine.connect() as conn:
+        found = {r for (r,) in conn.execute(
+            sa.select(directory_entries.c.entry_id).where(directory_entries.c.entry_id.in_(wanted))
+        )}
+    return sorted(wanted - found)

@@ -1,0 +1,162 @@
+"""Typed settings, read once from environment variables prefixed ``SOLIDARITY_``.
+
+The defaults serve the embedded mode: SQLite files and a NATS child process under
+``./var``, everything on 127.0.0.1. Production sets ``SOLIDARITY_DATABASE_URL`` (one
+PostgreSQL schema per service) and ``SOLIDARITY_NATS_URL``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting the system reads. Field names are the variables without the prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="SOLIDARITY_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./var"),
+        description="Where embedded mode keeps its SQLite files, NATS data and generated secrets.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host:port/db). Unset: SQLite files.",
+    )
+    db_schema_prefix: str = Field(
+        default="",
+        description="Prefix of each service's PostgreSQL schema (schema = prefix + service).",
+    )
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server(s), comma separated. Unset: `solidarity up` starts its own.",
+    )
+    nats_port: int = Field(
+        default=0, description="Port of the embedded NATS server; 0 picks a free port."
+    )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="JetStream replicas per stream (3 in the cluster)."
+    )
+    stream_max_age_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long JetStream keeps a message. The bus is transport, not the record: "
+        "a consumer away longer catches up from the source's /events log.",
+    )
+    stream_duplicate_window_s: float = Field(
+        default=120.0, gt=0, description="JetStream de-duplication window for Nats-Msg-Id."
+    )
+    host: str = Field(default="127.0.0.1", description="HTTP bind address.")
+    port: int = Field(default=8000, description="HTTP port.")
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL at which the services reach each other's /events for backfill "
+        "(default http://<host>:<port>).",
+    )
+    service_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-service base URLs for backfill, as JSON: {"contact": "http://contact:8000"}.',
+    )
+    jwt_secret: str | None = Field(
+        default=None,
+        description="HMAC secret that signs tokens. Unset: generated and kept in the data dir.",
+    )
+    jwt_issuer: str = Field(default="solidarity", description="The `iss` claim of tokens.")
+    master_key: str | None = Field(
+        default=None,
+        description="Master key (hex, 32 bytes) that wraps per-subject data keys. "
+        "Unset: generated and kept in the data dir.",
+    )
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="console on a terminal, json in production."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    relay_batch_size: int = Field(default=500, ge=1, le=5000)
+    relay_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the relay looks for events saved elsewhere."
+    )
+    relay_ack_timeout_s: float = Field(default=5.0, gt=0)
+    consumer_batch_size: int = Field(default=200, ge=1, le=5000)
+    consumer_reconcile_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="When the bus is quiet, how often a consumer checks the source log "
+        "for an event it never received (a lost last event).",
+    )
+    max_body_bytes: int = Field(default=65536, ge=1024, description="Largest request body.")
+    clock_skew_s: int = Field(
+        default=300, ge=0, description="How far in the future a client timestamp may be."
+    )
+    sms_provider: Literal["outbox", "twilio"] = Field(
+        default="outbox",
+        description="Where text replies go: `outbox` (embedded mode: stored, sealed, in the "
+        "contact database's sms_outbox table, never sent) or `twilio` (Twilio's REST API).",
+    )
+    sms_auth_token: str | None = Field(
+        default=None,
+        description="The SMS provider's auth token: it checks the inbound webhook's "
+        "X-Twilio-Signature and, with twilio, authenticates sends. Unset: generated and kept "
+        "in the data dir (outbox only).",
+    )
+    sms_account_sid: str | None = Field(
+        default=None, description="The Twilio account sid (required with sms_provider=twilio)."
+    )
+    sms_from_number: str | None = Field(
+        default=None,
+        description="The line's own number texts are sent from, E.164 (required with "
+        "sms_provider=twilio).",
+    )
+    sms_webhook_url: str | None = Field(
+        default=None,
+        description="The public URL the SMS provider posts inbound texts to, exactly as "
+        "configured there (https://.../contact/texts/inbound): the signature covers it. "
+        "Unset: the URL of the request as received.",
+    )
+
+    @cached_property
+    def is_postgres(self) -> bool:
+        return bool(self.database_url)
+
+    def schema_for(self, service: str) -> str:
+        return f"{self.db_schema_prefix}{service}"
+
+    def sqlite_path(self, service: str) -> Path:
+        return self.data_dir / f"{service}.sqlite"
+
+    def base_url_for(self, service: str) -> str:
+        if service in self.service_urls:
+            return self.service_urls[service].rstrip("/")
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    def secret(self, name: str, nbytes: int = 32) -> str:
+        """A secret kept in the data dir, created on first use (embedded mode only)."""
+        path = self.data_dir / "secrets" / name
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        value = secrets.token_hex(nbytes)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return value
+
+    @cached_property
+    def effective_jwt_secret(self) -> str:
+        return self.jwt_secret or self.secret("jwt-secret")
+
+    @cached_property
+    def effective_master_key(self) -> bytes:
+        return bytes.fromhex(self.master_key or self.secret("master-key"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,6 @@
+"""Privacy primitives: per-subject keys (``keys``) and the phone index (``phones``)."""
+
+from shared.privacy.keys import ErasedSubject, KeyStore, MasterKeyMismatch
+from shared.privacy.phones import PhoneIndex, normalise_uk_phone
+
+__all__ = ["ErasedSubject", "KeyStore", "MasterKeyMismatch", "PhoneIndex", "normalise_uk_phone"]

@@ -1,0 +1,53 @@
+"""What a service package exports: its ``ServiceModule``.
+
+The composition root (``services/system.py``) builds every service from one of these
+and names no service in a branch: a new service is a package that exports a module
+and one line in ``services/registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter
+
+from shared.eventstore.application import Public, ServiceApplication
+from shared.eventstore.projection import ReadModel
+
+# The adapters a service may ask the composition root for (beside its engine and
+# settings, which every service gets): ``keys`` (per-subject keys), ``phones`` (the
+# phone index) and ``sms`` (the SMS provider chosen by settings).
+ADAPTERS = frozenset({"keys", "phones", "sms"})
+
+
+def no_public_events(event: Any) -> Public | None:
+    return None
+
+
+@dataclass(frozen=True)
+class ServiceModule:
+    """One service: its name, application class, router, the mapping of its domain
+    events to public integration events (outbound), its read models (each fed by its
+    own log or by subscriptions to other services' streams) and the adapters it uses."""
+
+    name: str
+    application: type[ServiceApplication]
+    router: Callable[[], APIRouter] | None = None
+    public_events: Callable[[Any], Public | None] = no_public_events
+    read_models: tuple[ReadModel, ...] = ()
+    adapters: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        unknown = self.adapters - ADAPTERS
+        if unknown:
+            raise ValueError(f"{self.name}: unknown adapter(s) {sorted(unknown)}")
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The services whose streams this one consumes."""
+        out: list[str] = []
+        for model in self.read_models:
+            out.extend(s for s in model.subscriptions if s not in out)
+        return tuple(out)
