@@ -129,13 +129,16 @@ class Projection:
         ).scalar()
         return int(value or 0)
 
-    def apply_in(self, conn: Connection, upstream: str, notification_id: int,
-                 event: Any) -> None:
-        """Apply one event inside the caller's transaction, with its tracking row (which
-        raises IntegrityError if it was applied before)."""
-        conn.execute(sa.insert(projection_tracking).values(
-            projection=self.name, upstream=upstream, notification_id=notification_id))
-        self.model.apply(conn, event)
+    def apply_in(self, conn: Connection, upstream: str, items: Sequence[tuple[int, Any]]) -> None:
+        """Apply (notification id, event) pairs inside the caller's transaction, with their
+        tracking rows (one statement; IntegrityError if any was applied before)."""
+        if not items:
+            return
+        conn.execute(sa.insert(projection_tracking), [
+            {"projection": self.name, "upstream": upstream, "notification_id": n}
+            for n, _ in items])
+        for _, event in items:
+            self.model.apply(conn, event)
 
     def apply_batch(self, upstream: str, items: Sequence[tuple[int, Any]]) -> list[int]:
         """Apply (notification id, event) pairs in one transaction; if any was applied
@@ -143,8 +146,7 @@ class Projection:
         Returns the ids applied now."""
         try:
             with self.engine.begin() as conn:
-                for notification_id, event in items:
-                    self.apply_in(conn, upstream, notification_id, event)
+                self.apply_in(conn, upstream, items)
         except IntegrityError:
             return [n for n, e in items if self._apply_one(upstream, n, e)]
         return [n for n, _ in items]
@@ -152,7 +154,7 @@ class Projection:
     def _apply_one(self, upstream: str, notification_id: int, event: Any) -> bool:
         try:
             with self.engine.begin() as conn:
-                self.apply_in(conn, upstream, notification_id, event)
+                self.apply_in(conn, upstream, [(notification_id, event)])
         except IntegrityError:
             # The tracking row exists: this event was applied before. Nothing changed.
             with self.engine.connect() as conn:
@@ -255,9 +257,9 @@ class LocalProjector:
                 # If another process applied them first, a tracking row refuses it.
                 try:
                     with self.projection.engine.begin() as conn:
-                        for r in recordings:
-                            self.projection.apply_in(conn, self.upstream, r.notification.id,
-                                                     r.domain_event)
+                        self.projection.apply_in(
+                            conn, self.upstream,
+                            [(r.notification.id, r.domain_event) for r in recordings])
                     self._known = ids[-1]
                     return
                 except IntegrityError:
@@ -278,10 +280,9 @@ class LocalProjector:
                 if not batch:
                     return applied
                 with self.projection.engine.begin() as conn:
-                    for notification in batch:
-                        self.projection.apply_in(
-                            conn, self.upstream, notification.id,
-                            self.app.mapper.to_domain_event(notification))
+                    self.projection.apply_in(
+                        conn, self.upstream,
+                        [(n.id, self.app.mapper.to_domain_event(n)) for n in batch])
                 self._known = batch[-1].id
                 applied += len(batch)
 
