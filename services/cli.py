@@ -5,6 +5,11 @@
     solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
 
 Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
+
+``up`` generates what it needs (signing secret, master key) into the data directory,
+and shows a coordinator token only on a terminal (redirected output ends up in log
+files). ``serve`` is production: it generates nothing and refuses to start without
+SOLIDARITY_JWT_SECRET and SOLIDARITY_MASTER_KEY.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from services.registry import SERVICES
 from shared.config import Settings
 from shared.logging import configure_logging, get_logger
 from shared.web.auth import Role, issue_token
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=[r.value for r in Role])
     token.add_argument("--sub", default=None, help="subject id (default: a new UUID)")
     token.add_argument("--name", default="", help="display name")
-    token.add_argument("--ttl", type=int, default=12 * 3600, help="lifetime in seconds")
+    token.add_argument("--ttl", type=int, default=None,
+                       help="lifetime in seconds (default and most: "
+                       "SOLIDARITY_TOKEN_MAX_LIFETIME_S, 12 h)")
     return parser
 
 
@@ -61,6 +72,13 @@ def cmd_token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    most = settings.token_max_lifetime_s
+    ttl = most if args.ttl is None else args.ttl
+    if not 1 <= ttl <= most:
+        # A longer one would be refused by every service (SOLIDARITY_TOKEN_MAX_LIFETIME_S).
+        print(f"--ttl must be from 1 to {most} seconds (SOLIDARITY_TOKEN_MAX_LIFETIME_S)",
+              file=sys.stderr)
+        return 2
     print(
         issue_token(
             settings.effective_jwt_secret,
@@ -68,10 +86,27 @@ def cmd_token(args: argparse.Namespace) -> int:
             role=args.role,
             name=args.name,
             issuer=settings.jwt_issuer,
-            ttl_s=args.ttl,
+            ttl_s=ttl,
         )
     )
     return 0
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """How every command serves HTTP: no access log of uvicorn's (the middleware writes
+    one without personal data) and no ``server`` header (it names the software)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
 
 
 def _serve(settings: Settings, services: Sequence[str], banner: bool) -> None:
@@ -83,31 +118,34 @@ def _serve(settings: Settings, services: Sequence[str], banner: bool) -> None:
     app = system.http_app()
     if banner:
         _print_banner(settings, services)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(app, settings)).run()
     except KeyboardInterrupt:
         # uvicorn shut down gracefully first, then re-raises the Ctrl-C it caught.
         pass
 
 
-def _print_banner(settings: Settings, services: Sequence[str]) -> None:
-    base = f"http://{settings.host}:{settings.port}"
+def _banner_token(settings: Settings) -> list[str]:
+    """A coordinator token on a terminal; elsewhere (a log file) how to get one."""
+    hours = settings.token_max_lifetime_s / 3600
+    if not sys.stdout.isatty():
+        return [
+            "  coordinator token: not printed (output is not a terminal); get one with",
+            "    solidarity token --role coordinator",
+        ]
     token = issue_token(
         settings.effective_jwt_secret,
         sub="coordinator-" + uuid.uuid4().hex[:8],
         role=Role.COORDINATOR,
         name="Coordinator (try-out)",
         issuer=settings.jwt_issuer,
+        ttl_s=settings.token_max_lifetime_s,
     )
+    return [f"  coordinator token ({hours:g} h):", f"    {token}"]
+
+
+def _print_banner(settings: Settings, services: Sequence[str]) -> None:
+    base = f"http://{settings.host}:{settings.port}"
     store = "PostgreSQL" if settings.database_url else f"SQLite files in {settings.data_dir}/"
     lines = [
         "",
@@ -117,8 +155,7 @@ def _print_banner(settings: Settings, services: Sequence[str]) -> None:
         f"  health:        {base}/contact/health",
         f"  event store:   {store}",
         f"  NATS:          {settings.nats_url}",
-        "  coordinator token (12 h):",
-        f"    {token}",
+        *_banner_token(settings),
         "  try:",
         f"    curl -s -H 'Authorization: Bearer $TOKEN' '{base}/reporting/monthly?month=YYYY-MM'",
         "  Ctrl-C stops everything.",
@@ -131,7 +168,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.messaging.nats_server import NatsServer
 
     settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Made now, not at the first request: `solidarity token` signs with it from the start.
+    _ = settings.effective_jwt_secret
     configure_logging(settings.log_format, settings.log_level)
     log = get_logger("cli")
     nats: NatsServer | None = None
@@ -148,9 +187,37 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_secrets(settings: Settings) -> list[str]:
+    """What production must be given: a secret generated here would differ in each
+    container (tokens signed by one refused by the others; data sealed under one key
+    unreadable by the rest) and vanish with it."""
+    problems = []
+    if not settings.jwt_secret:
+        problems.append("SOLIDARITY_JWT_SECRET is not set (the secret that signs tokens; "
+                        "e.g. openssl rand -hex 32)")
+    if not settings.master_key:
+        problems.append("SOLIDARITY_MASTER_KEY is not set (32 bytes as 64 hex characters; "
+                        "e.g. openssl rand -hex 32)")
+    else:
+        try:
+            valid = len(bytes.fromhex(settings.master_key)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            problems.append("SOLIDARITY_MASTER_KEY must be 32 bytes as 64 hex characters")
+    return problems
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_format, settings.log_level)
+    missing = _missing_secrets(settings)
+    if missing:
+        for problem in missing:
+            print(f"solidarity serve: {problem}", file=sys.stderr)
+        print("solidarity serve generates no secrets; `solidarity up` (embedded) does.",
+              file=sys.stderr)
+        return 2
     if not settings.nats_url:
         print("solidarity serve needs SOLIDARITY_NATS_URL", file=sys.stderr)
         return 2

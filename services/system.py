@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,12 @@ from services.registry import MODULES, SERVICES
 from shared.config import Settings
 from shared.eventstore.application import Adapters, ServiceApplication
 from shared.eventstore.projection import LocalProjector, Projection
-from shared.eventstore.store import create_engine, eventsourcing_env
+from shared.eventstore.store import (
+    create_engine,
+    eventsourcing_env,
+    protect_data_dir,
+    startup_lock,
+)
 from shared.logging import get_logger
 from shared.messaging.bus import Bus
 from shared.messaging.consumer import Consumer
@@ -47,6 +53,9 @@ from shared.web.problems import install_problem_handlers
 
 log = get_logger("system")
 
+# /health answers within 2 s whatever the store does (a probe is cut off after this).
+HEALTH_TIMEOUT_S = 1.5
+
 # How each adapter a module may ask for is built, in this order (the SMS outbox seals
 # with the keys and finds callers through the phone index).
 ADAPTER_FACTORIES: dict[str, Callable[[Adapters], Any]] = {
@@ -54,6 +63,16 @@ ADAPTER_FACTORIES: dict[str, Callable[[Adapters], Any]] = {
     "phones": lambda a: PhoneIndex(a.engine, a.settings.effective_master_key),
     "sms": lambda a: sms_provider(a.settings, a.engine, _need(a.keys), _need(a.phones)),
 }
+
+
+# Store errors that mean its tables or schema are gone (health says so in words too).
+MISSING = frozenset({"UndefinedTable", "InvalidSchemaName"})
+
+
+def _cause(e: BaseException) -> str:
+    """The driver's error type behind a library's wrapper (UndefinedTable, PoolTimeout)."""
+    inner = getattr(e, "orig", None) or e.__cause__
+    return type(inner if isinstance(inner, Exception) else e).__name__
 
 
 def _need(adapter: Any) -> Any:
@@ -73,6 +92,8 @@ class ServiceRuntime:
     projections: dict[str, Projection] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
     bus: Bus | None = None
+    _probe: Future[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _probe_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     @property
     def projection(self) -> Projection:
@@ -81,19 +102,10 @@ class ServiceRuntime:
         return only
 
     async def health(self) -> Health:
-        store: dict[str, Any]
-        try:
-            head = await asyncio.to_thread(self.app.max_notification_id)
-
-            def ping() -> None:
-                with self.engine.connect() as conn:
-                    conn.execute(sa.text("SELECT 1"))
-
-            await asyncio.to_thread(ping)
-            store = {"status": "ok", "head": head}
-        except Exception as e:
-            store = {"status": "error", "error": type(e).__name__}
-            head = None
+        """Answers within ``HEALTH_TIMEOUT_S`` whatever the store does: the store probe
+        runs on a thread of its own, and one still running is waited for, not doubled."""
+        store = await self._probe_store()
+        head = store.get("head")
         nats_ok = self.bus is not None and self.bus.is_connected
         relay = {
             "position": self.relay.position,
@@ -107,8 +119,10 @@ class ServiceRuntime:
                 "applied": c.applied_count,
                 "duplicates": c.duplicate_count,
                 "backfilled": c.backfilled_count,
+                "set_aside": c.failed_count,
                 "lag_ms": c.lag_percentiles(),
                 "last_error": c.last_error,
+                "backfill_error": c.backfill_error,
             }
             for c in self.consumers
         ]
@@ -123,6 +137,39 @@ class ServiceRuntime:
             relay=relay,
             consumers=consumers,
         )
+
+    def _store_report(self) -> dict[str, Any]:
+        """The store's head, a ping, and each read model's state (events set aside)."""
+        try:
+            head = self.app.max_notification_id()
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            store: dict[str, Any] = {"status": "ok", "head": head}
+        except Exception as e:  # reported, not raised
+            store = {"status": "error", "error": _cause(e)}
+            if store["error"] in MISSING:
+                store["detail"] = ("the store's tables or schema are missing: restore them, "
+                                   "or restart the service to make them afresh (empty)")
+        projections: dict[str, Any] = {}
+        for name, projection in self.projections.items():
+            try:
+                projections[name] = projection.status()
+            except Exception as e:
+                projections[name] = {"status": "error", "error": _cause(e)}
+        store["projections"] = projections
+        return store
+
+    async def _probe_store(self) -> dict[str, Any]:
+        if self._probe is None or self._probe.done():
+            if self._probe_pool is None:
+                self._probe_pool = ThreadPoolExecutor(1, thread_name_prefix=f"health-{self.name}")
+            self._probe = self._probe_pool.submit(self._store_report)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._probe)),
+                                          HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            return {"status": "error", "error": "Timeout",
+                    "detail": f"the store did not answer within {HEALTH_TIMEOUT_S} s"}
 
     async def rebuild(self) -> dict[str, int]:
         """Drop every read model of this service and replay its sources into it: its
@@ -145,6 +192,8 @@ class ServiceRuntime:
         return applied
 
     def close(self) -> None:
+        if self._probe_pool is not None:
+            self._probe_pool.shutdown(wait=False, cancel_futures=True)
         self.app.close()
         self.engine.dispose()
 
@@ -204,27 +253,33 @@ class System:
 
     def _build(self, module: ServiceModule, hooks: dict[str, Any]) -> ServiceRuntime:
         s, name = self.settings, module.name
-        engine = create_engine(s, name)  # first: it creates the PostgreSQL schema
-        app = module.application(env=eventsourcing_env(s, name),
-                                 public_events=module.public_events)
-        app.bind(self._adapters(module, engine))
-        projections: dict[str, Projection] = {}
+        # Another process starting the same service at the same moment waits here: the
+        # schema and every table are made once (PostgreSQL's catalogue refuses two at once).
+        with startup_lock(s, name):
+            engine = create_engine(s, name)  # first: it creates the PostgreSQL schema
+            app = module.application(env=eventsourcing_env(s, name),
+                                     public_events=module.public_events)
+            app.bind(self._adapters(module, engine))
+            projections: dict[str, Projection] = {}
+            for model in module.read_models:
+                projections[model.name] = Projection(engine, model)
+            positions = PositionStore(engine, stream_name(name))
+            idem = Idempotency(engine, s.effective_master_key)
+        protect_data_dir(s)  # generated secrets may have just made it
         for model in module.read_models:
-            projection = projections[model.name] = Projection(engine, model)
             if model.is_local:
-                projector = LocalProjector(app, projection)
+                projector = LocalProjector(app, projections[model.name])
                 projector.catch_up()
                 app.attach_projector(projector)
         relay = Relay(
             app,
             self.bus,
-            PositionStore(engine, stream_name(name)),
+            positions,
             batch_size=s.relay_batch_size,
             poll_interval_s=s.relay_poll_interval_s,
             ack_timeout_s=s.relay_ack_timeout_s,
             **hooks,
         )
-        idem = Idempotency(engine, s.effective_master_key)
         return ServiceRuntime(name, module, app, engine, relay, idem, projections, bus=self.bus)
 
     def service_token(self) -> str:
@@ -260,6 +315,8 @@ class System:
         log.info("system_stopped")
 
     def http_app(self) -> FastAPI:
+        from shared.web.openapi import install_openapi
+
         @contextlib.asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
             await self.start()
@@ -274,6 +331,8 @@ class System:
             + ", ".join(self.runtimes) + " service(s)",
             version="0.1.0",
             lifespan=lifespan,
+            docs_url=None,  # FastAPI's pages load Swagger UI from a CDN: install_openapi's
+            redoc_url=None,  # load it from a package, served here
         )
         api.state.settings = self.settings
         api.state.runtimes = self.runtimes
@@ -284,4 +343,5 @@ class System:
             api.include_router(platform_router(rt.name))
             if rt.module.router is not None:
                 api.include_router(rt.module.router())
+        install_openapi(api, list(self.runtimes))
         return api

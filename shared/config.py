@@ -7,6 +7,8 @@ PostgreSQL schema per service) and ``SOLIDARITY_NATS_URL``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +70,12 @@ class Settings(BaseSettings):
         description="HMAC secret that signs tokens. Unset: generated and kept in the data dir.",
     )
     jwt_issuer: str = Field(default="solidarity", description="The `iss` claim of tokens.")
+    token_max_lifetime_s: int = Field(
+        default=12 * 3600,
+        ge=60,
+        description="The longest a token may live (its `exp` minus its `iat`), in seconds: "
+        "a longer one is refused, and `solidarity token --ttl` cannot exceed it.",
+    )
     master_key: str | None = Field(
         default=None,
         description="Master key (hex, 32 bytes) that wraps per-subject data keys. "
@@ -82,6 +90,11 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often the relay looks for events saved elsewhere."
     )
     relay_ack_timeout_s: float = Field(default=5.0, gt=0)
+    db_pool_timeout_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="How long a request waits for a database connection (and a PostgreSQL "
+        "connection attempt may take) before it answers 503 store-unavailable.",
+    )
     consumer_batch_size: int = Field(default=200, ge=1, le=5000)
     consumer_reconcile_interval_s: float = Field(
         default=30.0,
@@ -137,16 +150,33 @@ class Settings(BaseSettings):
         return f"http://{self.host}:{self.port}"
 
     def secret(self, name: str, nbytes: int = 32) -> str:
-        """A secret kept in the data dir, created on first use (embedded mode only)."""
-        path = self.data_dir / "secrets" / name
+        """A secret kept in the data dir, created on first use (embedded mode only).
+
+        Only its owner may read it: the file is created 0600 (never readable by others,
+        not even for a moment) in a directory kept 0700; one found looser is tightened.
+        Two processes creating it at once agree on one value (the first link wins)."""
+        directory = self.data_dir / "secrets"
+        path = directory / name
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.mkdir(exist_ok=True, mode=0o700)
+        _owner_only(directory, 0o700)
         if path.exists():
+            _owner_only(path, 0o600)
             return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         value = secrets.token_hex(nbytes)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(value)
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        tmp = directory / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(value)
+            try:
+                os.link(tmp, path)  # fails if another process made it first
+            except FileExistsError:
+                return path.read_text().strip()
+            except OSError:  # a file system without hard links: the last one wins
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return value
 
     @cached_property
@@ -156,6 +186,13 @@ class Settings(BaseSettings):
     @cached_property
     def effective_master_key(self) -> bytes:
         return bytes.fromhex(self.master_key or self.secret("master-key"))
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Tighten ``path`` to ``mode`` if others may read it (best effort: not ours)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -176,11 +176,30 @@ def one_of(field: str, value: Any, allowed: frozenset[str], optional: bool = Fal
     return value
 
 
-def require_aware(field: str, value: datetime) -> datetime:
-    """A timestamp must carry its offset; it is kept in UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
+def _require_offset(field: str, value: object) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidCommand(field, "must include a UTC offset, e.g. 2026-11-29T22:10:00+00:00")
-    return value.astimezone(UTC)
+
+
+def require_aware(field: str, value: datetime) -> datetime:
+    """A timestamp must carry its offset; it is kept in UTC. One whose UTC form is out of
+    Python's range (year 1 at +01:00, 9999-12-31 at -01:00) is refused, never raised."""
+    _require_offset(field, value)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidCommand(field, "is out of range") from None
+
+
+def require_within(field: str, value: datetime, earliest: datetime,
+                   latest: datetime) -> datetime:
+    """A timestamp inside a plausible window (both ends included), kept in UTC. The
+    window is the domain's rule; the message names it, never the value given."""
+    _require_offset(field, value)
+    if not earliest <= value <= latest:  # aware datetimes compare without converting
+        raise InvalidCommand(field, f"must be from {earliest.isoformat()} "
+                                    f"to {latest.isoformat(timespec='seconds')}")
+    return require_aware(field, value)
 
 
 def require_not_future(field: str, value: datetime, now: datetime, skew: timedelta) -> None:

@@ -45,6 +45,16 @@ def redact_query(query: str) -> str:
     )
 
 
+class _CurrentStderr:
+    """A file-like object that writes to whatever ``sys.stderr`` is at the moment."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     renderer: Any
     if fmt == "json":
@@ -62,7 +72,10 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # The stream is looked up at every write, not bound now: whoever replaces
+        # sys.stderr later (a test's capture, a daemon) never leaves logging writing to a
+        # closed stream.
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Quieten libraries that would print request lines or connection URLs of their own.

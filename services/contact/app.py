@@ -1,6 +1,6 @@
 """The contact service's application: commands and queries, the only place that loads
 and saves its aggregates. The rules are the domain's; response shapes are the API's
-presenters; text conversations are ``texts.py``.
+presenters; text conversations are ``texts.py``, referrals ``referrals.py``.
 
 It seals personal data before the domain sees it (``shared.privacy``), keeps the phone
 lookup index, and reads its own read tables (``read_model.py``, kept by the platform's
@@ -26,12 +26,11 @@ from services.contact.domain import (
     DirectoryEntry,
     FollowUp,
     NewCaller,
-    Referral,
     caller_id_for,
-    check_consent_to_contact,
     is_open,
     new_caller_ref,
 )
+from services.contact.referrals import Referrals
 from services.contact.texts import Texts
 from shared.eventstore.application import Adapters, ServiceApplication
 from shared.kernel import (
@@ -56,6 +55,7 @@ class ContactApplication(ServiceApplication):
     keys: KeyStore
     phones: PhoneIndex
     texts: Texts
+    referrals: Referrals
 
     def bind(self, adapters: Adapters) -> None:
         super().bind(adapters)
@@ -63,6 +63,7 @@ class ContactApplication(ServiceApplication):
         self.keys = adapters.keys
         self.phones = adapters.phones
         self.texts = Texts(self, adapters.sms)
+        self.referrals = Referrals(self)
 
     def _views(self) -> Engine:
         """The read tables (``read_model.py``), up to date with every acknowledged write."""
@@ -117,6 +118,15 @@ class ContactApplication(ServiceApplication):
             return self.get_caller(caller_ref)
         except NotKnown:
             raise InvalidCommand("caller_ref", "no caller has this reference") from None
+
+    def _caller_with_number(self, number: str) -> Caller | None:
+        """The caller whose (normalised) number is in the index, unless erased."""
+        subject = self.phones.find(number)
+        if subject is None:
+            return None
+        found: object = self.repository.get(UUID(subject))
+        assert isinstance(found, Caller)
+        return None if found.erased else found
 
     def lookup_caller(self, phone: str) -> Caller:
         try:
@@ -194,11 +204,7 @@ class ContactApplication(ServiceApplication):
         if phone is not None:
             number = normalise_uk_phone(phone)
             if caller is None:
-                known = self.phones.find(number)
-                if known is not None:
-                    candidate: object = self.repository.get(UUID(known))
-                    assert isinstance(candidate, Caller)
-                    caller = None if candidate.erased else candidate
+                caller = self._caller_with_number(number)
         if caller is not None:
             caller.check_can_be_named()  # before anything is sealed with their key
         unknown = (views.missing_directory_entries(self._views(), list(signposted_to))
@@ -297,53 +303,6 @@ class ContactApplication(ServiceApplication):
     def follow_ups_due(self, due_before: datetime, limit: int, cursor: str | None = None
                        ) -> tuple[list[dict[str, Any]], str | None]:
         return views.follow_ups_due(self._views(), due_before, limit, cursor)
-
-    # ------------------------------------------------------------------- referrals
-    def receive_referral(self, *, received_at: datetime | None, source: str,
-                         referrer_organisation: str | None, caller_ref: str | None,
-                         new_caller: NewCaller | None, reason: str | None,
-                         consent_to_contact: bool) -> Referral:
-        check_consent_to_contact(consent_to_contact)  # before a new caller is registered
-        if (caller_ref is None) == (new_caller is None):
-            raise InvalidCommand("caller_ref", "give either caller_ref or a new caller")
-
-        def referral_for(caller: Caller) -> Referral:
-            caller.check_can_be_named()  # before anything is sealed with their key
-            return Referral.receive(
-                received_at=received_at or datetime.now(UTC), source=source,
-                referrer_organisation=referrer_organisation, caller=caller,
-                reason=self._seal(caller.id, reason), consent_to_contact=consent_to_contact,
-                skew=self.clock_skew,
-            )
-
-        if caller_ref is not None:
-            referral = referral_for(self._named_caller(caller_ref))
-            self.save(referral)
-            return referral
-        made: list[Referral] = []
-
-        def both(caller: Caller) -> list[Any]:
-            made.append(referral_for(caller))
-            return [caller, made[0]]
-
-        self._registering(new_caller or NewCaller(), both)
-        return made[0]
-
-    def get_referral(self, referral_id: UUID) -> Referral:
-        return self.load(referral_id, Referral, "referral")
-
-    def decide_referral(self, referral_id: UUID, *, accept: bool, reason: str,
-                        expected_version: int | None) -> Referral:
-        referral = self.get_referral(referral_id)
-        check_expected_version(referral.version, expected_version)
-        referral.decide(accept=accept, reason=self._seal(referral.caller_id, reason) or "")
-        self.save(referral)
-        return referral
-
-    def list_referrals(self, status: str | None, limit: int, cursor: str | None = None
-                       ) -> tuple[list[Referral], str | None]:
-        ids, next_cursor = views.referral_ids(self._views(), status, limit, cursor)
-        return [self.load(rid, Referral, "referral") for rid in ids], next_cursor
 
     # ------------------------------------------------------------------- directory
     def add_directory_entry(self, fields: dict[str, Any]) -> DirectoryEntry:

@@ -54,6 +54,8 @@ def public_event(event: Any) -> Public | None:
         return Public("ContactClosed", {"contact_id": cid,
                                         "without_escalation": event.no_escalation_reason
                                         is not None})
+    if isinstance(event, Contact.Reopened):  # an immediate risk assessed after closing
+        return Public("ContactReopened", {"contact_id": cid})
     if isinstance(event, Contact.DebriefRequested):
         return Public("DebriefRequested", {"contact_id": cid,
                                            "supporter_ids": list(event.supporter_ids)})

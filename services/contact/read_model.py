@@ -1,14 +1,21 @@
 """The contact service's own read tables, projected from its events by the platform's
-projector (``shared.eventstore.projection``): contacts by caller and date, follow-ups
-due, the referral queue and the directory. Free text stays sealed here as in the events;
-timestamps are UTC ISO strings (they sort as they compare, on SQLite and PostgreSQL).
+projector (``shared.eventstore.projection``): contacts by caller and date, who handled
+each, follow-ups due, the referral queue and the directory. Free text stays sealed here
+as in the events.
+
+Times are native ``DateTime(timezone=True)`` columns holding UTC: PostgreSQL keeps a
+``timestamptz``; SQLite keeps zero-padded naive text (``0387-07-26 ...`` sorts before
+``2026-...``), read back here as UTC. Lists are lists: JSON arrays for display, and the
+supporters named on a contact also as rows of ``v_contact_supporters``, so that "who
+handled it" is an exact match on an id, whatever characters the id holds.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -17,9 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.contact.domain import Contact, DirectoryEntry, Referral
+from services.contact.domain.codes import MAX_SUPPORTER_ID
 from shared.kernel import InvalidCommand
 
 metadata = sa.MetaData()
+
+Instant = sa.DateTime(timezone=True)  # UTC
 
 contacts = sa.Table(
     "v_contacts",
@@ -30,17 +40,25 @@ contacts = sa.Table(
     sa.Column("channel", sa.String(10), nullable=False),
     sa.Column("direction", sa.String(10), nullable=False),
     sa.Column("answered", sa.Boolean, nullable=False),
-    sa.Column("started_at", sa.String(40), nullable=False, index=True),
-    sa.Column("ended_at", sa.String(40)),
+    sa.Column("started_at", Instant, nullable=False, index=True),
+    sa.Column("ended_at", Instant),
     sa.Column("shift_id", sa.String(36)),
-    sa.Column("supporters", sa.Text, nullable=False),  # ",id1,id2,"
-    sa.Column("issues", sa.Text, nullable=False),
+    sa.Column("supporter_ids", sa.JSON, nullable=False),  # for display: v_contact_supporters
+    sa.Column("issues", sa.JSON, nullable=False),
     sa.Column("caller_is", sa.String(30)),
-    sa.Column("signposted_to", sa.Text, nullable=False),
+    sa.Column("signposted_to", sa.JSON, nullable=False),
     sa.Column("summary", sa.Text),  # sealed
     sa.Column("risk_level", sa.String(10)),
     sa.Column("closed", sa.Boolean, nullable=False),
-    sa.Column("logged_by", sa.String(100)),
+)
+
+contact_supporters = sa.Table(
+    "v_contact_supporters",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("supporter_id", sa.String(MAX_SUPPORTER_ID), primary_key=True),
+    sa.Column("started_at", Instant, nullable=False),  # the contact's, never corrected
+    sa.Index("ix_v_contact_supporters_since", "supporter_id", "started_at"),
 )
 
 follow_ups = sa.Table(
@@ -49,10 +67,10 @@ follow_ups = sa.Table(
     sa.Column("contact_id", sa.String(36), primary_key=True),
     sa.Column("n", sa.Integer, primary_key=True),
     sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("due_by", sa.String(40), nullable=False, index=True),
+    sa.Column("due_by", Instant, nullable=False, index=True),
     sa.Column("what", sa.Text),  # sealed
     sa.Column("caller_ref", sa.String(20)),
-    sa.Column("completed_at", sa.String(40)),
+    sa.Column("completed_at", Instant),
 )
 
 referrals = sa.Table(
@@ -60,7 +78,7 @@ referrals = sa.Table(
     metadata,
     sa.Column("referral_id", sa.String(36), primary_key=True),
     sa.Column("status", sa.String(10), nullable=False, index=True),
-    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("received_at", Instant, nullable=False),
     sa.Column("source", sa.String(20), nullable=False),
 )
 
@@ -69,31 +87,30 @@ directory_entries = sa.Table(
     metadata,
     sa.Column("entry_id", sa.String(36), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("helps_with", sa.Text, nullable=False),  # ",code1,code2,"
+    sa.Column("helps_with", sa.JSON, nullable=False),
     sa.Column("phone", sa.String(40)),
-    sa.Column("opening_hours", sa.Text, nullable=False),  # JSON
+    sa.Column("opening_hours", sa.JSON, nullable=False),
     sa.Column("address", sa.Text),
     sa.Column("notes", sa.Text),
     sa.Column("version", sa.Integer, nullable=False),
 )
 
 
-def ts(value: datetime | None) -> str | None:
+def ts(value: datetime | None) -> datetime | None:
+    """A time as the read tables keep it: UTC."""
+    return value.astimezone(UTC) if value is not None else None
+
+
+def from_ts(value: datetime | None) -> datetime | None:
+    """A time read back: SQLite hands back naive UTC, PostgreSQL the session's zone."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def from_ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _csv(values: list[str]) -> str:
-    return "," + ",".join(values) + "," if values else ","
-
-
-def _uncsv(value: str) -> list[str]:
-    return [v for v in value.split(",") if v]
+def _at(value: datetime) -> Any:
+    """A time bound into a query as the column type, so SQLite compares like with like."""
+    return sa.literal(ts(value), Instant)
 
 
 # ---------------------------------------------------------------------------- apply
@@ -102,27 +119,33 @@ def _uncsv(value: str) -> list[str]:
 def apply(conn: Connection, ev: Any) -> None:
     cid = str(ev.originator_id)
     if isinstance(ev, Contact.Logged):
+        started = ts(ev.started_at)
         conn.execute(sa.insert(contacts).values(
             contact_id=cid, caller_id=str(ev.caller_id) if ev.caller_id else None,
             caller_ref=ev.caller_ref, channel=ev.channel, direction=ev.direction,
-            answered=ev.answered, started_at=ts(ev.started_at), ended_at=ts(ev.ended_at),
+            answered=ev.answered, started_at=started, ended_at=ts(ev.ended_at),
             shift_id=str(ev.shift_id) if ev.shift_id else None,
-            supporters=_csv(ev.supporter_ids), issues=_csv(ev.issues), caller_is=ev.caller_is,
-            signposted_to=_csv(ev.signposted_to), summary=ev.summary, risk_level=None,
-            closed=False, logged_by=ev.meta.get("actor"),
+            supporter_ids=list(ev.supporter_ids), issues=list(ev.issues),
+            caller_is=ev.caller_is, signposted_to=list(ev.signposted_to), summary=ev.summary,
+            risk_level=None, closed=False,
         ))
+        if ev.supporter_ids:
+            conn.execute(sa.insert(contact_supporters), [
+                {"contact_id": cid, "supporter_id": sub, "started_at": started}
+                for sub in dict.fromkeys(ev.supporter_ids)])
     elif isinstance(ev, Contact.Corrected):
         values: dict[str, Any] = {}
         if ev.issues is not None:
-            values["issues"] = _csv(ev.issues)
+            values["issues"] = list(ev.issues)
         if ev.ended_at is not None:
             values["ended_at"] = ts(ev.ended_at)
         conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid).values(**values))
     elif isinstance(ev, Contact.RiskAssessed):
         conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
                      .values(risk_level=ev.level))
-    elif isinstance(ev, Contact.Closed):
-        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid).values(closed=True))
+    elif isinstance(ev, Contact.Closed | Contact.Reopened):
+        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
+                     .values(closed=isinstance(ev, Contact.Closed)))
     elif isinstance(ev, Contact.FollowUpScheduled):
         ref = conn.execute(sa.select(contacts.c.caller_ref)
                            .where(contacts.c.contact_id == cid)).scalar()
@@ -136,7 +159,8 @@ def apply(conn: Connection, ev: Any) -> None:
                      .values(completed_at=ts(ev.at)))
     elif isinstance(ev, Referral.Received):
         conn.execute(sa.insert(referrals).values(
-            referral_id=cid, status="received", received_at=ts(ev.received_at), source=ev.source,
+            referral_id=cid, status="received", received_at=ts(ev.received_at),
+            source=ev.source,
         ))
     elif isinstance(ev, Referral.Accepted | Referral.Declined):
         status = "accepted" if isinstance(ev, Referral.Accepted) else "declined"
@@ -144,8 +168,8 @@ def apply(conn: Connection, ev: Any) -> None:
                      .values(status=status))
     elif isinstance(ev, DirectoryEntry.Added | DirectoryEntry.Updated):
         row = {
-            "name": ev.name, "helps_with": _csv(ev.helps_with), "phone": ev.phone,
-            "opening_hours": json.dumps(ev.opening_hours), "address": ev.address,
+            "name": ev.name, "helps_with": list(ev.helps_with), "phone": ev.phone,
+            "opening_hours": list(ev.opening_hours), "address": ev.address,
             "notes": ev.notes, "version": ev.originator_version,
         }
         if isinstance(ev, DirectoryEntry.Added):
@@ -161,11 +185,12 @@ def apply(conn: Connection, ev: Any) -> None:
 
 
 def supporter_active_since(engine: Engine, sub: str, since: datetime) -> bool:
+    """Named (exactly this id) on a contact that started at ``since`` or later."""
     with engine.connect() as conn:
         return conn.execute(
             sa.select(sa.literal(1)).where(
-                contacts.c.supporters.contains(f",{sub},", autoescape=True),
-                contacts.c.started_at >= ts(since),
+                contact_supporters.c.supporter_id == sub,
+                contact_supporters.c.started_at >= _at(since),
             ).limit(1)
         ).first() is not None
 
@@ -178,21 +203,57 @@ def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:
         ))
 
 
+# A cursor names the sort key of a page's last item; each part is read back as what it
+# was (a time, an id, a small number) or the cursor is refused: never a value the
+# database cannot take (a number past its integer, a digit that is not ASCII).
+_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_N = re.compile(r"^[0-9]{1,9}$")
+
+
+def _instant_part(part: str) -> datetime:
+    value = datetime.fromisoformat(part)
+    if value.tzinfo is None:
+        raise ValueError("naive")
+    return value.astimezone(UTC)
+
+
+def _id_part(part: str) -> str:
+    if not _ID.match(part):
+        raise ValueError("not an id")
+    return part
+
+
+def _n_part(part: str) -> int:
+    if not _N.match(part):
+        raise ValueError("not a small number")
+    return int(part)
+
+
+def _cursor_text(value: object) -> str:
+    if isinstance(value, datetime):
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.isoformat()
+    return str(value)
+
+
 def encode_cursor(kind: str, *parts: object) -> str:
     """An opaque keyset cursor: which list, and the sort key of a page's last item."""
-    return base64.urlsafe_b64encode(json.dumps([kind, *map(str, parts)]).encode()).decode()
+    text = [kind, *map(_cursor_text, parts)]
+    return base64.urlsafe_b64encode(json.dumps(text).encode()).decode()
 
 
-def decode_cursor(cursor: str, kind: str, n: int) -> list[str]:
-    """The sort key in a cursor this list gave out; a 422 naming query.cursor otherwise."""
+def decode_cursor(cursor: str, kind: str,
+                  parts: Sequence[Callable[[str], Any]]) -> list[Any]:
+    """The sort key in a cursor this list gave out, each part read by its parser; a 422
+    naming query.cursor otherwise."""
     try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        if not (isinstance(parts, list) and len(parts) == n + 1 and parts[0] == kind
-                and all(isinstance(p, str) for p in parts)):
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")).decode())
+        if not (isinstance(raw, list) and len(raw) == len(parts) + 1 and raw[0] == kind
+                and all(isinstance(p, str) for p in raw)):
             raise ValueError("shape")
+        return [parse(p) for parse, p in zip(parts, raw[1:], strict=True)]
     except Exception as e:
         raise InvalidCommand("cursor", "is not one this list gave out", "query") from e
-    return parts[1:]
 
 
 def _page(rows: list[Any], limit: int, kind: str, key: Callable[[Any], tuple[object, ...]]
@@ -212,12 +273,13 @@ def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | N
     if caller_id is not None:
         q = q.where(contacts.c.caller_id == str(caller_id))
     if start is not None:
-        q = q.where(contacts.c.started_at >= ts(start))
+        q = q.where(contacts.c.started_at >= _at(start))
     if end is not None:
-        q = q.where(contacts.c.started_at < ts(end))
+        q = q.where(contacts.c.started_at < _at(end))
     if cursor:
-        s, cid = decode_cursor(cursor, "contacts", 2)
-        q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id) < (s, cid))
+        s, cid = decode_cursor(cursor, "contacts", (_instant_part, _id_part))
+        q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id)
+                    < sa.tuple_(_at(s), sa.literal(cid)))
     q = q.order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = list(conn.execute(q))
@@ -225,7 +287,7 @@ def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | N
 
 
 def supporters_of(row: Any) -> list[str]:
-    return _uncsv(row.supporters)
+    return list(row.supporter_ids)
 
 
 def row_to_dict(row: Any, reveal: Callable[[str | None], str | None] | None) -> dict[str, Any]:
@@ -238,10 +300,10 @@ def row_to_dict(row: Any, reveal: Callable[[str | None], str | None] | None) -> 
         "started_at": from_ts(row.started_at),
         "ended_at": from_ts(row.ended_at),
         "shift_id": row.shift_id,
-        "supporter_ids": _uncsv(row.supporters),
-        "issues": _uncsv(row.issues),
+        "supporter_ids": list(row.supporter_ids),
+        "issues": list(row.issues),
         "caller_is": row.caller_is,
-        "signposted_to": _uncsv(row.signposted_to),
+        "signposted_to": list(row.signposted_to),
         "risk_level": row.risk_level,
         "closed": row.closed,
         "summary": reveal(row.summary) if reveal is not None else None,
@@ -252,13 +314,11 @@ def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str
                    ) -> tuple[list[dict[str, Any]], str | None]:
     """Earliest first, keyset-paged on (due_by, contact_id, n)."""
     q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
-                                    follow_ups.c.due_by < ts(due_before))
+                                    follow_ups.c.due_by < _at(due_before))
     if cursor:
-        due, cid, n = decode_cursor(cursor, "follow-ups", 3)
-        if not n.isdigit():
-            raise InvalidCommand("cursor", "is not one this service gave out", "query")
+        due, cid, n = decode_cursor(cursor, "follow-ups", (_instant_part, _id_part, _n_part))
         q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
-                    > (due, cid, int(n)))
+                    > sa.tuple_(_at(due), sa.literal(cid), sa.literal(n)))
     q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
     with engine.connect() as conn:
         rows, next_cursor = _page(list(conn.execute(q)), limit, "follow-ups",
@@ -277,8 +337,9 @@ def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | N
     if status is not None:
         q = q.where(referrals.c.status == status)
     if cursor:
-        received, rid = decode_cursor(cursor, "referrals", 2)
-        q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id) > (received, rid))
+        received, rid = decode_cursor(cursor, "referrals", (_instant_part, _id_part))
+        q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id)
+                    > sa.tuple_(_at(received), sa.literal(rid)))
     q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit + 1)
     with engine.connect() as conn:
         rows, next_cursor = _page(list(conn.execute(q)), limit, "referrals",
@@ -293,23 +354,22 @@ def page_by_name(entries: list[dict[str, Any]], limit: int, cursor: str | None
     # cursor comparison below must use the same order as the page.
     entries = sorted(entries, key=lambda e: (e["name"], e["id"]))
     if cursor:
-        name, eid = decode_cursor(cursor, "directory", 2)
+        name, eid = decode_cursor(cursor, "directory", (str, _id_part))
         entries = [e for e in entries if (e["name"], e["id"]) > (name, eid)]
     return _page(entries, limit, "directory", lambda e: (e["name"], e["id"]))
 
 
 def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:
-    q = sa.select(directory_entries)
-    if need is not None:
-        q = q.where(directory_entries.c.helps_with.contains(f",{need},", autoescape=True))
-    q = q.order_by(directory_entries.c.name, directory_entries.c.entry_id)
+    """Every entry, or those that help with ``need`` (the booklet is small: filtered here,
+    where the list of codes is a list)."""
     with engine.connect() as conn:
-        return [
-            {"id": r.entry_id, "name": r.name, "helps_with": _uncsv(r.helps_with),
-             "phone": r.phone, "opening_hours": json.loads(r.opening_hours),
-             "address": r.address, "notes": r.notes, "version": r.version}
-            for r in conn.execute(q)
-        ]
+        rows = list(conn.execute(sa.select(directory_entries)))
+    return [
+        {"id": r.entry_id, "name": r.name, "helps_with": list(r.helps_with),
+         "phone": r.phone, "opening_hours": list(r.opening_hours),
+         "address": r.address, "notes": r.notes, "version": r.version}
+        for r in rows if need is None or need in r.helps_with
+    ]
 
 
 def missing_directory_entries(engine: Engine, ids: list[UUID]) -> list[str]:

@@ -3,46 +3,88 @@
 - Persistence comes from the environment built by ``shared.eventstore.store`` (never an
   ``if`` here).
 - The recorder is a process recorder, so a service that reacts to another's events can
-  record the library's tracking record in the same transaction as its new events.
-- After a local save it calls its listeners (the relay's wake-up), so the relay
-  publishes at once instead of at its next poll.
+  record the library's tracking record in the same transaction as its new events. On
+  PostgreSQL its retries end with the pool timeout: with the database gone a command
+  fails within it, never after minutes.
+- After a local save it calls its listeners (its read models' projectors, the relay's
+  wake-up) once the events are committed. From then on the answer is the stored
+  result: a listener that fails is logged (its error type only) and never turns the
+  command into an error; the read model catches up at the next read.
 - It presents its notification log as integration events (for the relay and for
   ``GET /<service>/events``), mapped by the service's ``public_events.py``.
 - The composition root hands it its adapters (``Adapters``: engine, settings, keys,
   phone index, SMS provider) and its read models; it builds none itself.
+- ``LocalProjector`` keeps a read model of its own log (a ``Projection`` of
+  ``shared.eventstore.projection``, which re-exports it) in step with every save.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol, TypeVar
+from types import MethodType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Notification, ProcessRecorder, Recording, Tracking
+from eventsourcing.persistence import (
+    InterfaceError,
+    Notification,
+    OperationalError,
+    ProcessRecorder,
+    Recording,
+    Tracking,
+)
 from sqlalchemy.engine import Engine
 
 from shared.config import Settings
 from shared.kernel import NotKnown
+from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent, envelope_id
 from shared.privacy import KeyStore, PhoneIndex
 from shared.sms import SmsProvider
 
+if TYPE_CHECKING:
+    from shared.eventstore.projection import Projection
+
 A = TypeVar("A")
+log = get_logger("eventstore")
+
+# The library's recorder methods it retries on a lost or refused connection.
+RETRIED = ("insert_events", "select_events", "select_notifications", "max_notification_id",
+           "insert_tracking", "max_tracking_id", "has_tracking_id")
 
 
-class LocalProjectorLike(Protocol):
-    """What the application needs of a projector (``shared.eventstore.projection``)."""
+RETRY_WAIT_S = 0.2
 
-    @property
-    def name(self) -> str: ...
 
-    def saved(self, recordings: Sequence[Recording[UUID]]) -> None: ...
+def _within(deadline_s: float, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` retried on a connection error while the first call is under
+    ``deadline_s`` old (one attempt that waited the whole pool timeout is the last)."""
 
-    def catch_up(self) -> int: ...
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except (InterfaceError, OperationalError):
+                if time.monotonic() - started + RETRY_WAIT_S >= deadline_s:
+                    raise
+                time.sleep(RETRY_WAIT_S)
+
+    return call
+
+
+class ReadModelReset(Exception):  # a signal, not a failure
+    """The read tables were missing: they were made afresh and their tracking forgotten.
+    Whoever feeds the projection replays its events from the start."""
 
 
 class Public:
@@ -88,7 +130,7 @@ class ServiceApplication(Application[UUID]):
                  public_events: Callable[[Any], Public | None] | None = None) -> None:
         self._save_listeners: list[Callable[[list[Recording[UUID]]], object]] = []
         self._public_events = public_events
-        self.projectors: dict[str, LocalProjectorLike] = {}
+        self.projectors: dict[str, LocalProjector] = {}
         super().__init__(env)
 
     def public_event(self, event: Any) -> Public | None:
@@ -102,7 +144,7 @@ class ServiceApplication(Application[UUID]):
         self.settings = adapters.settings
         self.clock_skew = timedelta(seconds=adapters.settings.clock_skew_s)
 
-    def attach_projector(self, projector: LocalProjectorLike) -> None:
+    def attach_projector(self, projector: LocalProjector) -> None:
         """A read model of this service's own events: kept up to date after each save."""
         self.projectors[projector.name] = projector
         self.add_save_listener(projector.saved)
@@ -114,7 +156,18 @@ class ServiceApplication(Application[UUID]):
         return self.engine
 
     def construct_recorder(self) -> ProcessRecorder:  # type: ignore[override]
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        # The library retries a failed PostgreSQL call ten times, each waiting up to the
+        # pool's timeout: with the database gone a command would hang for minutes. Its
+        # retries are kept, bounded by the one timeout (POSTGRES_CONNECT_TIMEOUT).
+        deadline = self.env.get("POSTGRES_CONNECT_TIMEOUT")
+        if deadline:
+            for name in RETRIED:
+                method = getattr(type(recorder), name, None)
+                inner = getattr(method, "__wrapped__", None)
+                if inner is not None:
+                    setattr(recorder, name, MethodType(_within(float(deadline), inner), recorder))
+        return recorder
 
     @property
     def process_recorder(self) -> ProcessRecorder:
@@ -159,8 +212,17 @@ class ServiceApplication(Application[UUID]):
         return recordings
 
     def _saved(self, recordings: list[Recording[UUID]]) -> None:
+        """After the commit: the events are stored, so nothing here may fail the command
+        (a projector racing another process, a dropped table, an event its tables cannot
+        hold). Logged without values; the read model catches up at the next read."""
         for listener in list(self._save_listeners):
-            listener(recordings)
+            try:
+                listener(recordings)
+            except Exception as e:
+                with contextlib.suppress(Exception):  # not even a broken log stream
+                    log.warning("after_save_failed", service=self.service,
+                                listener=getattr(listener, "__qualname__", "listener"),
+                                error_type=type(e).__name__)
 
     # -- the notification log as integration events ------------------------------
     def max_notification_id(self) -> int:
@@ -223,3 +285,104 @@ class ServiceApplication(Application[UUID]):
             out.append(self.to_integration_event(n, previous))
             previous = n.id
         return out
+
+
+class LocalProjector:
+    """Keeps a read model of the service's own events in step with its log.
+
+    It runs after every local save, before the command answers (under load many saves
+    share one transaction), and readers call ``catch_up()`` before they query, so a
+    client always reads its own writes, even those made by another process. It catches
+    up at start after a crash, and remakes and replays tables dropped while running.
+    """
+
+    def __init__(self, app: ServiceApplication, projection: Projection,
+                 batch_size: int = 500) -> None:
+        self.app = app
+        self.projection = projection
+        self.upstream = app.service
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._known = 0  # highest position this process has seen applied
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    def position(self) -> int:
+        return self.projection.last_applied(self.upstream)
+
+    def saved(self, recordings: Sequence[Recording[UUID]]) -> None:
+        """After a local save, return once its events are projected. Savers queue on the
+        lock; the first through projects everything saved so far in one transaction, and
+        the others find their events already done (measured: cheaper than a background
+        thread, which only adds switching under the GIL)."""
+        if not recordings:
+            return
+        target = max(r.notification.id for r in recordings)
+        if self._known >= target:
+            return
+        with self._lock:
+            if self._known >= target:
+                return
+            ids = [r.notification.id for r in recordings]
+            known = self._known
+            if known and ids == list(range(known + 1, known + 1 + len(ids))):
+                # The very next events: apply them as saved, without reading them back,
+                # if what this process last applied is still tracked (not remade since by
+                # another process). Anything else (another process applied them first, an
+                # event the tables cannot hold, a table gone) is sorted out by catch_up.
+                try:
+                    with self.projection.engine.begin() as conn:
+                        if self.projection.apply_after(
+                                conn, self.upstream, known,
+                                [(r.notification.id, r.domain_event) for r in recordings]):
+                            self._known = ids[-1]
+                            return
+                except Exception:  # noqa: S110
+                    pass
+        self.catch_up()
+
+    def catch_up(self) -> int:
+        """Apply every event after the last one applied. Returns how many."""
+        applied = 0
+        resets = 0
+        with self._lock:  # the only writer of this projection in the process
+            while True:
+                # Read the events before taking the write transaction: on SQLite, holding
+                # the write lock while waiting for an event-store connection deadlocks
+                # with savers that hold a connection and wait for the write lock.
+                position = self.projection.position(self.upstream)
+                if position is None:  # a table dropped while running: remake, replay
+                    self.projection.repair()
+                    position = self.projection.last_applied(self.upstream)
+                    self._known = 0
+                self._known = max(self._known, position)
+                batch = self.app.select_notifications(position, self.batch_size)
+                if not batch:
+                    return applied
+                try:
+                    outcome = self.projection.apply_outcome(self.upstream, self._decoded(batch))
+                except ReadModelReset:
+                    resets += 1
+                    if resets > 3:
+                        raise
+                    self._known = 0
+                    continue
+                self._known = batch[-1].id
+                applied += len(outcome.applied)
+
+    def _decoded(self, batch: Sequence[Any]) -> list[tuple[int, Any]]:
+        items = []
+        for n in batch:
+            try:
+                items.append((n.id, self.app.mapper.to_domain_event(n)))
+            except Exception as e:  # an event this code cannot read
+                self.projection.set_aside(self.upstream, n.id, e)
+        return items
+
+    def rebuild(self) -> int:
+        with self._lock:
+            self.projection.drop()
+            self._known = 0
+        return self.catch_up()

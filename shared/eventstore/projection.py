@@ -6,9 +6,16 @@ an event). A ``Projection`` keeps one of them:
 - It applies events and records (projection, upstream service, notification id) in
   ``projection_tracking`` in the same transaction, under a unique key: a redelivered
   or duplicated event changes nothing (exactly-once effect).
+- An event it cannot apply (a value its columns cannot hold, a field its ``apply``
+  cannot read) is set aside: tracked, so it is not retried forever, and recorded in
+  ``projection_failures`` (its type and a message without values) for health to show;
+  the events after it are applied. A failure of the database itself (connection lost,
+  locked) is not the event's fault: it is raised, and the event applied later.
 - Its tables are made at start; when one is missing, or they were made by another
   version of the code (their shape changed), they are dropped, made afresh and
-  replayed. ``drop()`` is the one drop-and-rebuild path.
+  replayed. A table dropped while running is found the same way at the next apply or
+  catch-up (``ReadModelReset``: whoever feeds it replays). ``drop()`` is the one
+  drop-and-rebuild path.
 
 What feeds it: a read model of the service's own events follows its notification
 log (``LocalProjector``: after every local save, and before every read, so a client
@@ -22,17 +29,21 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
-from eventsourcing.persistence import Recording
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
-from shared.eventstore.application import ServiceApplication
+from shared.eventstore.application import LocalProjector as LocalProjector  # re-exported
+from shared.eventstore.application import ReadModelReset
+from shared.eventstore.store import describe, is_data_error, lock_ddl
+from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent
+
+log = get_logger("projection")
 
 projection_metadata = sa.MetaData()
 
@@ -49,6 +60,17 @@ read_model_schema = sa.Table(
     projection_metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
+)
+
+projection_failures = sa.Table(
+    "projection_failures",
+    projection_metadata,
+    sa.Column("projection", sa.String(100), primary_key=True),
+    sa.Column("upstream", sa.String(50), primary_key=True),
+    sa.Column("notification_id", sa.BigInteger, primary_key=True),
+    sa.Column("error_type", sa.String(100), nullable=False),
+    sa.Column("message", sa.String(300), nullable=False),  # never a value of the event
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Part of every fingerprint: read tables made by an older tracking mechanism are
@@ -74,6 +96,16 @@ class ReadModel:
         return not self.subscriptions
 
 
+@dataclass
+class Outcome:
+    """What became of a batch: each notification id applied now, seen before, or set
+    aside (recorded in ``projection_failures``). All three are tracked."""
+
+    applied: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
 def fingerprint(metadata: sa.MetaData) -> str:
     """What the code expects the read tables to look like."""
     shape = [
@@ -85,25 +117,30 @@ def fingerprint(metadata: sa.MetaData) -> str:
 
 def ensure_read_tables(engine: Engine, name: str, metadata: sa.MetaData) -> bool:
     """Create the read tables. If one is missing, or they were made by another version
-    of the code, drop them all (and their tracking) and make them afresh. Returns True
-    when they were (re)made empty: the caller then replays its events into them."""
-    projection_metadata.create_all(engine)
+    of the code, drop them all (and their tracking) and make them afresh, in one
+    transaction that other processes wait for. Returns True when they were (re)made
+    empty: the caller then replays its events into them."""
     expected = fingerprint(metadata)
-    inspector = sa.inspect(engine)
-    complete = all(inspector.has_table(t.name) for t in metadata.sorted_tables)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        lock_ddl(conn)
+        projection_metadata.create_all(conn)
+        inspector = sa.inspect(conn)
+        complete = all(inspector.has_table(t.name) for t in metadata.sorted_tables)
         stored = conn.execute(sa.select(read_model_schema.c.fingerprint)
                               .where(read_model_schema.c.name == name)).scalar()
-    if complete and stored == expected:
-        return False
-    metadata.drop_all(engine)
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(sa.delete(projection_tracking)
-                     .where(projection_tracking.c.projection == name))
+        if complete and stored == expected:
+            return False
+        metadata.drop_all(conn)
+        metadata.create_all(conn)
+        for table in (projection_tracking, projection_failures):
+            conn.execute(sa.delete(table).where(table.c.projection == name))
         conn.execute(sa.delete(read_model_schema).where(read_model_schema.c.name == name))
         conn.execute(sa.insert(read_model_schema).values(name=name, fingerprint=expected))
     return True
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)  # SQLite: naive
 
 
 class Projection:
@@ -113,7 +150,12 @@ class Projection:
         self.engine = engine
         self.model = model
         self.name = model.name
+        self.tables = sorted({t.name for t in model.metadata.sorted_tables}
+                             | {t.name for t in projection_metadata.sorted_tables})
         self.rebuilt_at_start = ensure_read_tables(engine, model.name, model.metadata)
+        self.remade = 0  # times its tables were found missing while running
+        self.generation = 0  # bumped when it is remade: a feeder's view of it is stale
+        self._lock = threading.RLock()
 
     def last_applied(self, upstream: str) -> int:
         """The highest notification id of ``upstream`` applied so far (0 if none)."""
@@ -129,6 +171,38 @@ class Projection:
         ).scalar()
         return int(value or 0)
 
+    # -- its tables ----------------------------------------------------------------------
+    def _present(self, conn: Connection) -> bool:
+        if conn.dialect.name == "sqlite":
+            q = "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN :names"
+        else:
+            q = ("SELECT tablename FROM pg_catalog.pg_tables "
+                 "WHERE schemaname = current_schema() AND tablename IN :names")
+        stmt = sa.text(q).bindparams(sa.bindparam("names", expanding=True))
+        return len(conn.execute(stmt, {"names": self.tables}).all()) == len(self.tables)
+
+    def position(self, upstream: str) -> int | None:
+        """``last_applied``, or None when a table is missing (then ``repair``)."""
+        with self.engine.connect() as conn:
+            return self._last(conn, upstream) if self._present(conn) else None
+
+    def check_tables(self) -> bool:
+        """Remake the tables if one is missing; True if they were (then replay)."""
+        with self.engine.connect() as conn:
+            if self._present(conn):
+                return False
+        return self.repair()
+
+    def repair(self) -> bool:
+        with self._lock:
+            remade = ensure_read_tables(self.engine, self.name, self.model.metadata)
+            if remade:
+                self.remade += 1
+                self.generation += 1
+                log.warning("read_model_remade", projection=self.name)
+            return remade
+
+    # -- applying ------------------------------------------------------------------------
     def apply_in(self, conn: Connection, upstream: str, items: Sequence[tuple[int, Any]]) -> None:
         """Apply (notification id, event) pairs inside the caller's transaction, with their
         tracking rows (one statement; IntegrityError if any was applied before)."""
@@ -140,60 +214,163 @@ class Projection:
         for _, event in items:
             self.model.apply(conn, event)
 
-    def apply_batch(self, upstream: str, items: Sequence[tuple[int, Any]]) -> list[int]:
-        """Apply (notification id, event) pairs in one transaction; if any was applied
-        before, roll back and apply them one by one, so each is applied exactly once.
-        Returns the ids applied now."""
-        try:
-            with self.engine.begin() as conn:
-                self.apply_in(conn, upstream, items)
-        except IntegrityError:
-            return [n for n, e in items if self._apply_one(upstream, n, e)]
-        return [n for n, _ in items]
-
-    def _apply_one(self, upstream: str, notification_id: int, event: Any) -> bool:
-        try:
-            with self.engine.begin() as conn:
-                self.apply_in(conn, upstream, [(notification_id, event)])
-        except IntegrityError:
-            # The tracking row exists: this event was applied before. Nothing changed.
-            with self.engine.connect() as conn:
-                seen = conn.execute(
-                    sa.select(projection_tracking.c.notification_id).where(
-                        projection_tracking.c.projection == self.name,
-                        projection_tracking.c.upstream == upstream,
-                        projection_tracking.c.notification_id == notification_id,
-                    )
-                ).first()
-            if seen is None:
-                raise
+    def apply_after(self, conn: Connection, upstream: str, after: int,
+                    items: Sequence[tuple[int, Any]]) -> bool:
+        """``apply_in``, only if ``after`` is still tracked (the tables were not remade by
+        another process since): one statement for the check and the tracking rows.
+        False, and nothing done, if it is not."""
+        values = ", ".join(f"(:n{i})" for i in range(len(items)))  # placeholders only
+        stmt = sa.text(
+            "INSERT INTO projection_tracking (projection, upstream, notification_id) "  # noqa: S608
+            f"SELECT :p, :u, column1 FROM (VALUES {values}) AS v WHERE EXISTS ("
+            "SELECT 1 FROM projection_tracking WHERE projection = :p AND upstream = :u "
+            "AND notification_id = :after)")
+        params = {"p": self.name, "u": upstream, "after": after,
+                  **{f"n{i}": n for i, (n, _) in enumerate(items)}}
+        if conn.execute(stmt, params).rowcount != len(items):
             return False
+        for _, event in items:
+            self.model.apply(conn, event)
         return True
+
+    def _in_one(self, upstream: str, items: Sequence[tuple[int, Any]]) -> None:
+        with self.engine.begin() as conn:
+            self.apply_in(conn, upstream, items)
+
+    def _unless_data_error(self, e: BaseException) -> None:
+        """Return if the event is at fault; else raise: ``ReadModelReset`` when the tables
+        were gone (made afresh now), the database's own error otherwise."""
+        if is_data_error(e):
+            return
+        with self.engine.connect() as conn:
+            present = self._present(conn)
+        if not present and self.repair():
+            raise ReadModelReset(self.name) from e
+        raise e
+
+    def apply_batch(self, upstream: str, items: Sequence[tuple[int, Any]]) -> list[int]:
+        """Apply (notification id, event) pairs; return the ids applied now."""
+        return self.apply_outcome(upstream, items).applied
+
+    def apply_outcome(self, upstream: str, items: Sequence[tuple[int, Any]],
+                      generation: int | None = None) -> Outcome:
+        """Apply the pairs in one transaction; if that fails because of an event, apply
+        them one by one: each is applied, found applied before, or set aside. With
+        ``generation``, raise ``ReadModelReset`` if the tables were remade since."""
+        out = Outcome()
+        if not items:
+            return out
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                raise ReadModelReset(self.name)
+            try:
+                self._in_one(upstream, items)
+                out.applied = [n for n, _ in items]
+                return out
+            except Exception as e:  # sorted out just below
+                self._unless_data_error(e)
+            seen = self._tracked(upstream, [n for n, _ in items])
+            out.duplicates = [n for n, _ in items if n in seen]
+            rest = [(n, ev) for n, ev in items if n not in seen]
+            if seen and rest:  # another feeder got there first: the rest may be fine
+                try:
+                    self._in_one(upstream, rest)
+                    out.applied = [n for n, _ in rest]
+                    return out
+                except Exception as e:
+                    self._unless_data_error(e)
+            for n, event in rest:
+                getattr(out, self._apply_one(upstream, n, event)).append(n)
+            return out
+
+    def _tracked(self, upstream: str, ids: list[int]) -> set[int]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(
+                sa.select(projection_tracking.c.notification_id).where(
+                    projection_tracking.c.projection == self.name,
+                    projection_tracking.c.upstream == upstream,
+                    projection_tracking.c.notification_id.in_(ids))).scalars())
+
+    def _apply_one(self, upstream: str, notification_id: int, event: Any) -> str:
+        try:
+            self._in_one(upstream, [(notification_id, event)])
+            return "applied"
+        except Exception as e:
+            self._unless_data_error(e)
+            if isinstance(e, sa_exc.IntegrityError) and self._tracked(upstream,
+                                                                      [notification_id]):
+                return "duplicates"
+            return self.set_aside(upstream, notification_id, e)
+
+    def set_aside(self, upstream: str, notification_id: int, e: BaseException) -> str:
+        """Track an event that cannot be applied and record why (no values)."""
+        error_type, message = describe(e)
+        log.warning("projection_event_set_aside", projection=self.name, upstream=upstream,
+                    notification_id=notification_id, error_type=error_type)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(projection_tracking).values(
+                    projection=self.name, upstream=upstream, notification_id=notification_id))
+                conn.execute(sa.insert(projection_failures).values(
+                    projection=self.name, upstream=upstream, notification_id=notification_id,
+                    error_type=error_type, message=message, at=datetime.now(UTC)))
+        except sa_exc.IntegrityError:
+            return "duplicates"  # another process tracked it meanwhile
+        return "failed"
 
     # -- as a consumer's projection (integration events from the bus) -------------------
     def apply(self, event: IntegrationEvent) -> bool:
         """Apply the event and record its tracking in one transaction. False (and nothing
-        changed) if it was applied before."""
-        return self._apply_one(event.service, event.notification_id, event)
+        changed) if it was applied before, or set aside."""
+        return bool(self.apply_outcome(event.service, [(event.notification_id, event)]).applied)
+
+    def apply_events(self, events: Sequence[IntegrationEvent],
+                     generation: int | None = None) -> Outcome:
+        """Apply several of one upstream (a consumer's batch), each with its tracking."""
+        if not events:
+            return Outcome()
+        return self.apply_outcome(events[0].service,
+                                  [(e.notification_id, e) for e in events], generation)
 
     def apply_many(self, events: list[IntegrationEvent]) -> list[IntegrationEvent]:
-        """Apply several, each with its tracking; return those applied (not seen before).
-        Events of one upstream at a time (a consumer's batch)."""
-        if not events:
-            return []
-        applied = set(self.apply_batch(events[0].service,
-                                       [(e.notification_id, e) for e in events]))
+        """Apply several; return those applied now (neither seen before nor set aside)."""
+        applied = set(self.apply_events(events).applied)
         return [e for e in events if e.notification_id in applied]
+
+    # -- what health shows -----------------------------------------------------------------
+    def failures(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The events set aside, latest first."""
+        t = projection_failures
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.upstream, t.c.notification_id, t.c.error_type, t.c.message, t.c.at)
+                .where(t.c.projection == self.name)
+                .order_by(t.c.at.desc(), t.c.notification_id.desc()).limit(limit)).mappings()
+            return [{**r, "at": _utc(r["at"]).isoformat()} for r in rows]
+
+    def status(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            present = self._present(conn)
+            failed = int(conn.execute(
+                sa.select(sa.func.count()).select_from(projection_failures)
+                .where(projection_failures.c.projection == self.name)).scalar() or 0
+            ) if present else 0
+        return {"status": ("ok" if not failed else "failures") if present else "missing",
+                "failed": failed, "failures": self.failures() if failed else [],
+                "remade_while_running": self.remade}
 
     # -- drop and rebuild ----------------------------------------------------------------
     def drop(self) -> None:
-        """Empty the read model: its tables made afresh and its tracking forgotten, so
-        whatever feeds it replays every event."""
-        self.model.metadata.drop_all(self.engine)
-        self.model.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(projection_tracking)
-                         .where(projection_tracking.c.projection == self.name))
+        """Empty the read model: its tables made afresh, its tracking and failures
+        forgotten, so whatever feeds it replays every event."""
+        with self._lock, self.engine.begin() as conn:
+            self.generation += 1
+            lock_ddl(conn)
+            projection_metadata.create_all(conn)
+            self.model.metadata.drop_all(conn)
+            self.model.metadata.create_all(conn)
+            for table in (projection_tracking, projection_failures):
+                conn.execute(sa.delete(table).where(table.c.projection == self.name))
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, and the tracking, in a stable order (for checks)."""
@@ -210,84 +387,3 @@ class Projection:
                               projection_tracking.c.notification_id))
             ]
         return out
-
-
-class LocalProjector:
-    """Keeps a read model of the service's own events in step with its log.
-
-    It runs after every local save, before the command answers (under load many saves
-    share one transaction), and readers call ``catch_up()`` before they query, so a
-    client always reads its own writes, even those made by another process. It catches
-    up at start after a crash.
-    """
-
-    def __init__(self, app: ServiceApplication, projection: Projection,
-                 batch_size: int = 500) -> None:
-        self.app = app
-        self.projection = projection
-        self.upstream = app.service
-        self.batch_size = batch_size
-        self._lock = threading.Lock()
-        self._known = 0  # highest position this process has seen applied
-
-    @property
-    def name(self) -> str:
-        return self.projection.name
-
-    def position(self) -> int:
-        return self.projection.last_applied(self.upstream)
-
-    def saved(self, recordings: Sequence[Recording[UUID]]) -> None:
-        """After a local save, return once its events are projected. Savers queue on the
-        lock; the first through projects everything saved so far in one transaction, and
-        the others find their events already done (measured: cheaper than a background
-        thread, which only adds switching under the GIL)."""
-        if not recordings:
-            return
-        target = max(r.notification.id for r in recordings)
-        if self._known >= target:
-            return
-        with self._lock:
-            if self._known >= target:
-                return
-            ids = [r.notification.id for r in recordings]
-            known = self._known
-            if known and ids == list(range(known + 1, known + 1 + len(ids))):
-                # The very next events: apply them as saved, without reading them back.
-                # If another process applied them first, a tracking row refuses it.
-                try:
-                    with self.projection.engine.begin() as conn:
-                        self.projection.apply_in(
-                            conn, self.upstream,
-                            [(r.notification.id, r.domain_event) for r in recordings])
-                    self._known = ids[-1]
-                    return
-                except IntegrityError:
-                    pass
-        self.catch_up()
-
-    def catch_up(self) -> int:
-        """Apply every event after the last one applied. Returns how many."""
-        applied = 0
-        with self._lock:  # the only writer of this projection in the process
-            while True:
-                # Read the events before taking the write transaction: on SQLite, holding
-                # the write lock while waiting for an event-store connection deadlocks
-                # with savers that hold a connection and wait for the write lock.
-                position = self.position()
-                self._known = max(self._known, position)
-                batch = self.app.select_notifications(position, self.batch_size)
-                if not batch:
-                    return applied
-                with self.projection.engine.begin() as conn:
-                    self.projection.apply_in(
-                        conn, self.upstream,
-                        [(n.id, self.app.mapper.to_domain_event(n)) for n in batch])
-                self._known = batch[-1].id
-                applied += len(batch)
-
-    def rebuild(self) -> int:
-        with self._lock:
-            self.projection.drop()
-            self._known = 0
-        return self.catch_up()

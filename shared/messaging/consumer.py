@@ -3,6 +3,12 @@
 It applies each event through a projection that records (upstream, notification id)
 in the same transaction as its effect; it detects a missed event by
 ``previous_notification_id`` and backfills from the source's log (``sources.py``).
+
+The bus and the log are read apart: events on the bus are applied whatever the
+backfill path is doing, and the log is read only for a gap, at start, and when the
+bus has been quiet for a while (a reconciler task of its own). When the log cannot be
+read, an event after a gap is held back (handed back to JetStream for later) and
+everything without a gap goes on; ``backfill_error`` in health says why.
 """
 
 from __future__ import annotations
@@ -11,15 +17,17 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from nats.aio.msg import Msg
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
 )
 
+from shared.eventstore.application import ReadModelReset
 from shared.logging import get_logger
 from shared.messaging.bus import Bus
 from shared.messaging.envelope import IntegrationEvent, stream_name
@@ -31,22 +39,31 @@ log = get_logger("bus")
 # ------------------------------------------------------------------------ consumer
 
 
+class Outcome(Protocol):
+    applied: list[int]
+    duplicates: list[int]
+    failed: list[int]
+
+
 class Projection(Protocol):
-    """Where a consumer applies events: exactly-once effect through tracking."""
+    """Where a consumer applies events: exactly-once effect through tracking
+    (``shared.eventstore.projection.Projection``)."""
 
     name: str
+    generation: int  # changes when its tables are remade: a replay is due
 
     def last_applied(self, upstream: str) -> int:
         """The highest notification id of ``upstream`` applied so far (0 if none)."""
         ...
 
-    def apply(self, event: IntegrationEvent) -> bool:
-        """Apply the event and record its tracking in one transaction.
-        Return False (and change nothing) if it was applied before."""
+    def apply_events(self, events: Sequence[IntegrationEvent],
+                     generation: int | None = None) -> Outcome:
+        """Apply several of one upstream, each with its tracking: applied, seen before or
+        set aside. ``ReadModelReset`` if its tables were remade (since ``generation``)."""
         ...
 
-    def apply_many(self, events: list[IntegrationEvent]) -> list[IntegrationEvent]:
-        """Apply several, each with its tracking; return those applied (not seen before)."""
+    def check_tables(self) -> bool:
+        """Remake its tables if one is missing; True if they were (replay)."""
         ...
 
 
@@ -63,6 +80,7 @@ class Consumer:
         batch_size: int = 200,
         on_applied: Callable[[IntegrationEvent], None] | None = None,
         reconcile_interval_s: float = 30.0,
+        hold_back_s: float = 2.0,
     ) -> None:
         self.projection = projection
         self.upstream = upstream
@@ -75,27 +93,34 @@ class Consumer:
         # is quiet, look at the source log now and then so a lost last event is not
         # left out until the next shift's first call.
         self.reconcile_interval_s = reconcile_interval_s
+        self.hold_back_s = hold_back_s  # an event after an unfilled gap comes back then
         self.applied_count = 0
         self.duplicate_count = 0
         self.backfilled_count = 0
+        self.failed_count = 0  # set aside by the projection: it cannot apply them
         self.last_error: str | None = None
+        self.backfill_error: str | None = None
         self.subscribed = False
         self.lags_ms: deque[float] = deque(maxlen=2000)
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()  # one event at a time; rebuilds take it too
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_message = time.monotonic()
+        self._lock = asyncio.Lock()  # one apply at a time; rebuilds take it too
 
     @property
     def lock(self) -> asyncio.Lock:
         return self._lock
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"consumer-{self.durable}")
+        self._tasks = [asyncio.create_task(self.run(), name=f"consumer-{self.durable}"),
+                       asyncio.create_task(self.reconcile(), name=f"reconcile-{self.durable}")]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
 
     async def run(self) -> None:
         backoff = 0.2
@@ -115,22 +140,15 @@ class Consumer:
                         max_ack_pending=10_000,
                     ),
                 )
-                # Events published before this consumer existed, or lost, are in the log.
-                await self.catch_up()
                 self.subscribed = True
                 self.last_error = None
-                reconciled = time.monotonic()
                 while True:
                     try:
                         msgs = await sub.fetch(self.batch_size, timeout=1)
                     except TimeoutError:
-                        if time.monotonic() - reconciled >= self.reconcile_interval_s:
-                            await self.catch_up()
-                            reconciled = time.monotonic()
                         continue
-                    await self.handle_batch([IntegrationEvent.from_bytes(m.data) for m in msgs])
-                    for msg in msgs:
-                        await msg.ack()
+                    self._last_message = time.monotonic()
+                    await self._handle_messages(msgs)
                     backoff = 0.2
             except asyncio.CancelledError:
                 raise
@@ -142,40 +160,117 @@ class Consumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
+    async def _handle_messages(self, msgs: list[Msg]) -> None:
+        parsed: list[tuple[Msg, IntegrationEvent]] = []
+        for msg in msgs:
+            try:
+                parsed.append((msg, IntegrationEvent.from_bytes(msg.data)))
+            except ValueError:  # not an integration event: never deliverable
+                log.warning("consumer_unreadable_message", consumer=self.durable)
+                await msg.term()
+        held = await self.handle_batch([event for _, event in parsed])
+        for msg, event in parsed:
+            if event.notification_id in held:
+                await msg.nak(delay=self.hold_back_s)
+            else:
+                await msg.ack()
+
+    async def reconcile(self) -> None:
+        """Read the source log at start, and then whenever the bus has been quiet for
+        ``reconcile_interval_s``; remake the read tables if one was dropped meanwhile.
+        Retried until it succeeds; the bus is read all the while."""
+        backoff = 0.2
+        caught_up = False
+        while True:
+            quiet = time.monotonic() - self._last_message >= self.reconcile_interval_s
+            if not caught_up or quiet:
+                try:
+                    await asyncio.to_thread(self.projection.check_tables)
+                    await self.catch_up()
+                except asyncio.CancelledError:
+                    raise
+                except ReadModelReset:
+                    continue  # remade meanwhile: read the log from the start
+                except Exception as e:
+                    self.backfill_error = type(e).__name__
+                    log.warning("consumer_backfill_failed", consumer=self.durable,
+                                error_type=type(e).__name__)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.reconcile_interval_s)
+                    continue
+                caught_up, backoff = True, 0.2
+            await asyncio.sleep(self.reconcile_interval_s)
+
     async def handle(self, event: IntegrationEvent) -> None:
         await self.handle_batch([event])
 
-    async def handle_batch(self, events: list[IntegrationEvent]) -> None:
+    async def handle_batch(self, events: list[IntegrationEvent]) -> set[int]:
         """Apply a fetched batch: duplicates skipped, the unbroken chain applied in one
         transaction, and a gap (an event whose predecessor never came) backfilled from
-        the source log before going on."""
+        the source log before going on. Returns the notification ids held back: those
+        from a gap on, when the log could not be read."""
         async with self._lock:
-            last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
-            chain: list[IntegrationEvent] = []
-            for event in sorted(events, key=lambda e: e.notification_id):
-                head = chain[-1].notification_id if chain else last
-                if event.notification_id <= head:
-                    self.duplicate_count += 1
-                    continue
-                if event.previous_notification_id > head:
-                    log.warning("consumer_gap", consumer=self.durable, last_applied=head,
-                                previous=event.previous_notification_id,
-                                received=event.notification_id)
-                    await self._apply_chain(chain)
-                    chain = []
-                    await self._backfill(head, until=event.notification_id)
-                    last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
-                    continue
-                chain.append(event)
-            await self._apply_chain(chain)
+            ordered = sorted(events, key=lambda e: e.notification_id)
+            try:
+                return await self._handle_locked(ordered)
+            except ReadModelReset:
+                # Its tables were remade: everything is replayed from the log, which holds
+                # every event of the bus too.
+                log.warning("consumer_replay", consumer=self.durable)
+                try:
+                    await self._backfill(0, until=None)
+                except ReadModelReset:
+                    raise
+                except Exception as e:
+                    self._backfill_failed(e)
+                    return {ev.notification_id for ev in ordered}
+                return set()
 
-    async def _apply_chain(self, chain: list[IntegrationEvent]) -> None:
+    async def _handle_locked(self, ordered: list[IntegrationEvent]) -> set[int]:
+        generation = self.projection.generation
+        last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
+        chain: list[IntegrationEvent] = []
+        for i, event in enumerate(ordered):
+            head = chain[-1].notification_id if chain else last
+            if event.notification_id <= head:
+                self.duplicate_count += 1
+                continue
+            if event.previous_notification_id > head:
+                log.warning("consumer_gap", consumer=self.durable, last_applied=head,
+                            previous=event.previous_notification_id,
+                            received=event.notification_id)
+                await self._apply_chain(chain, generation)
+                chain = []
+                try:
+                    await self._backfill(head, until=event.notification_id)
+                except ReadModelReset:
+                    raise
+                except Exception as e:  # the log cannot be read: hold the rest back
+                    self._backfill_failed(e)
+                    return {ev.notification_id for ev in ordered[i:]}
+                generation = self.projection.generation
+                last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
+                continue
+            chain.append(event)
+        await self._apply_chain(chain, generation)
+        return set()
+
+    def _backfill_failed(self, e: Exception) -> None:
+        self.backfill_error = type(e).__name__
+        log.warning("consumer_backfill_failed", consumer=self.durable,
+                    error_type=type(e).__name__)
+
+    async def _apply_chain(self, chain: list[IntegrationEvent], generation: int | None,
+                           backfill: bool = False) -> None:
         if not chain:
             return
-        applied = await asyncio.to_thread(self.projection.apply_many, chain)
-        if len(applied) != len(chain):
-            self.duplicate_count += len(chain) - len(applied)
-        self._applied(applied)
+        outcome = await asyncio.to_thread(self.projection.apply_events, chain, generation)
+        applied = set(outcome.applied)
+        self.duplicate_count += len(outcome.duplicates)
+        self.failed_count += len(outcome.failed)
+        if backfill:
+            self.backfilled_count += len(applied)
+        self._applied([e for e in chain if e.notification_id in applied])
 
     def _applied(self, events: list[IntegrationEvent]) -> None:
         now = time.time()
@@ -186,34 +281,36 @@ class Consumer:
                 self.on_applied(event)
 
     async def catch_up(self) -> None:
-        """Apply whatever the source log holds beyond what was applied."""
-        async with self._lock:
-            last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
-            await self._backfill(last, until=None)
+        """Apply whatever the source log holds beyond what was applied. The log is read
+        outside the lock, so the bus is never held up by it."""
+        generation = self.projection.generation
+        after = await asyncio.to_thread(self.projection.last_applied, self.upstream)
+        while True:
+            page = await self.source.fetch(self.upstream, after, self.batch_size)
+            self.backfill_error = None
+            if page:
+                async with self._lock:
+                    await self._apply_chain(page, generation, backfill=True)
+                after = page[-1].notification_id
+            if len(page) < self.batch_size:
+                return
 
     async def backfill_from_start(self) -> None:
         """Replay the whole source log (a rebuild; the caller holds ``lock``)."""
         await self._backfill(0, until=None)
 
     async def _backfill(self, after: int, until: int | None) -> None:
+        """Apply the log after ``after`` (up to ``until``); the caller holds the lock."""
+        generation = self.projection.generation
         while True:
             page = await self.source.fetch(self.upstream, after, self.batch_size)
-            for ev in page:
-                if until is not None and ev.notification_id > until:
-                    return
-                if await self._apply(ev):
-                    self.backfilled_count += 1
-                after = ev.notification_id
+            self.backfill_error = None
+            wanted = [e for e in page if until is None or e.notification_id <= until]
+            await self._apply_chain(wanted, generation, backfill=True)
+            if page:
+                after = page[-1].notification_id
             if len(page) < self.batch_size or (until is not None and after >= until):
                 return
-
-    async def _apply(self, event: IntegrationEvent) -> bool:
-        applied = await asyncio.to_thread(self.projection.apply, event)
-        if applied:
-            self._applied([event])
-        else:
-            self.duplicate_count += 1
-        return applied
 
     def lag_percentiles(self) -> dict[str, float | None]:
         data = sorted(self.lags_ms)
@@ -224,5 +321,3 @@ class Consumer:
             return round(data[min(len(data) - 1, int(p * len(data)))], 1)
 
         return {"p50_ms": pct(0.50), "p99_ms": pct(0.99)}
-
-

@@ -32,7 +32,10 @@ class HttpEventSource:
 
     async def fetch(self, service: str, after: int, limit: int) -> list[IntegrationEvent]:
         url = f"{self.base_url_for(service)}/{service}/events"
-        async with httpx.AsyncClient(transport=self.transport, timeout=10) as client:
+        # A source that does not answer fails soon: a consumer holds back only the events
+        # after a gap meanwhile, and tries again.
+        timeout = httpx.Timeout(10.0, connect=3.0)
+        async with httpx.AsyncClient(transport=self.transport, timeout=timeout) as client:
             resp = await client.get(
                 url,
                 params={"after": after, "limit": limit},

@@ -3,10 +3,18 @@
 Every endpoint names the roles it allows with ``Allow(...)``; no token is a 401,
 a wrong role a 403, both as problems. The roles also go into the endpoint's
 OpenAPI description (see ``shared.web.deps.roles_doc``).
+
+A token's ``sub`` becomes the ``actor`` of every event it causes, stored for ever and
+published: it must be a short printable id (1 to 100 characters, no control or
+invisible characters, no surrounding spaces). ``exp`` and ``iat`` must be JSON numbers
+(PyJWT alone takes ``"exp": "9999999999"``), and a token may live no longer than
+``SOLIDARITY_TOKEN_MAX_LIFETIME_S`` (``exp - iat``; default 12 hours), so a leaked
+token does not work for ever.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,6 +36,8 @@ class Role(StrEnum):
 
 ALL_ROLES = tuple(Role)
 ALGORITHM = "HS256"
+MAX_SUB_LENGTH = 100
+DEFAULT_MAX_LIFETIME_S = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ def issue_token(
     role: Role | str,
     name: str = "",
     issuer: str = "solidarity",
-    ttl_s: int = 12 * 3600,
+    ttl_s: int = DEFAULT_MAX_LIFETIME_S,
 ) -> str:
     role = Role(role)
     now = int(time.time())
@@ -64,14 +74,36 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_token(secret: str, token: str, issuer: str = "solidarity") -> Principal:
+def _numeric(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (a string, a boolean, NaN)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _claims_problem(claims: dict[str, Any], max_lifetime_s: int) -> str | None:
+    """What is wrong with claims PyJWT accepted, or None."""
+    sub = claims.get("sub")
+    if not (isinstance(sub, str) and 0 < len(sub) <= MAX_SUB_LENGTH and sub.isprintable()
+            and sub.strip() == sub):
+        return f"The token's sub must be 1 to {MAX_SUB_LENGTH} printable characters."
+    exp, iat = _numeric(claims.get("exp")), _numeric(claims.get("iat"))
+    if exp is None or iat is None:
+        return "The token's exp and iat must be numbers."
+    if exp - iat > max_lifetime_s:
+        return f"The token lives longer than {max_lifetime_s} seconds."
+    return None
+
+
+def decode_token(secret: str, token: str, issuer: str = "solidarity",
+                 max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S) -> Principal:
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
             issuer=issuer,
-            options={"require": ["sub", "role", "exp"]},
+            options={"require": ["sub", "role", "exp", "iat"]},
         )
     except jwt.ExpiredSignatureError as e:
         raise Unauthorized("The token has expired.", headers=_challenge("invalid_token")) from e
@@ -79,6 +111,9 @@ def decode_token(secret: str, token: str, issuer: str = "solidarity") -> Princip
         raise Unauthorized(
             "The bearer token is not valid.", headers=_challenge("invalid_token")
         ) from e
+    problem = _claims_problem(claims, max_lifetime_s)
+    if problem is not None:
+        raise Unauthorized(problem, headers=_challenge("invalid_token"))
     try:
         role = Role(claims["role"])
     except ValueError as e:
@@ -105,7 +140,8 @@ def principal_from_request(request: Request) -> Principal:
             "The Authorization header must be 'Bearer <token>'.", headers=_challenge()
         )
     settings = request.app.state.settings
-    return decode_token(settings.effective_jwt_secret, token.strip(), settings.jwt_issuer)
+    return decode_token(settings.effective_jwt_secret, token.strip(), settings.jwt_issuer,
+                        settings.token_max_lifetime_s)
 
 
 class Allow:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from shared.web.auth import Allow, Principal
 from shared.web.problems import PreconditionFailed
+from shared.web.types import ascii_int
 
 A = TypeVar("A")
 
@@ -55,9 +56,10 @@ def expected_version(request: Request) -> int | None:
     if header is None or header.strip() == "*":
         return None
     value = header.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    version = ascii_int(value)  # ASCII digits that fit 64 bits, nothing else
+    if version is None:
         raise PreconditionFailed("If-Match must be an ETag this service gave out.")
-    return int(value)
+    return version
 
 
 IfMatch = Annotated[int | None, Depends(expected_version)]

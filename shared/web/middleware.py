@@ -1,10 +1,11 @@
 """The middleware every service shares: request and correlation ids, the access log
-(with personal query values redacted) and a body-size limit.
+(with personal query values redacted), a body-size limit, the checks of bodies and
+query strings no service can store (``shared.web.types``) and the headers every
+response carries (personal data: never sniffed, never cached).
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
@@ -13,13 +14,16 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger, redact_query
-from shared.web.problems import problem_response
+from shared.web.problems import problem_response, store_unavailable, unavailable_response
+from shared.web.types import MAX_JSON_DEPTH, ascii_int, check_json_body, is_opaque_id, query_problem
 
 access_log = get_logger("access")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 REQUEST_ID_HEADER = "X-Request-ID"
 CORRELATION_ID_HEADER = "X-Correlation-ID"
+# Set on every response, replacing whatever an endpoint set.
+FIXED_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
+_FIXED_NAMES = frozenset(name for name, _ in FIXED_HEADERS)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -32,9 +36,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class RequestContextMiddleware:
     """Binds request_id and correlation_id for every log line; writes the access log."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int = 65536) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int = 65536,
+                 max_json_depth: int = MAX_JSON_DEPTH) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,8 +48,9 @@ class RequestContextMiddleware:
             return
         request_id = uuid.uuid4().hex
         incoming = _header(scope, b"x-correlation-id")
-        # It is stored in events and published: only an opaque id is taken, never text.
-        correlation_id = incoming if incoming and _SAFE_ID.match(incoming) else request_id
+        # It is stored in events, published and logged: only an opaque id (a UUID) is
+        # taken, never client text; anything else gets a fresh one.
+        correlation_id = incoming if incoming and is_opaque_id(incoming) else request_id
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["correlation_id"] = correlation_id
@@ -57,7 +64,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = 1
-                headers = list(message.get("headers", []))
+                headers = [h for h in message.get("headers", [])
+                           if h[0].lower() not in _FIXED_NAMES]
+                headers.extend(FIXED_HEADERS)
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
                 headers.append((CORRELATION_ID_HEADER.encode(), correlation_id.encode()))
                 message["headers"] = headers
@@ -74,16 +83,30 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_wrapper)
                 return
+            refused = query_problem(scope.get("query_string", b"")) or check_json_body(
+                _header(scope, b"content-type"), body, self.max_json_depth)
+            if refused is not None:
+                await problem_response(
+                    refused.status, refused.type, refused.title, refused.detail,
+                    errors=refused.errors, instance=scope.get("path"),
+                )(scope, receive, send_wrapper)
+                return
             try:
                 await self.app(scope, _replay(body, receive), send_wrapper)
             except Exception as exc:  # a bug: one structured log line, a problem, no details
-                access_log.error("unhandled_error", path=scope.get("path"),
-                                 error_type=type(exc).__name__, exc_info=exc)
+                unavailable = store_unavailable(exc)
+                if unavailable:  # the error's text may hold SQL and row values: not logged
+                    access_log.warning("store_unavailable", path=scope.get("path"),
+                                       error_type=type(exc).__name__)
+                else:
+                    access_log.error("unhandled_error", path=scope.get("path"),
+                                     error_type=type(exc).__name__, exc_info=exc)
                 if status_holder["status"] == 500 and not status_holder.get("started"):
-                    await problem_response(
-                        500, "internal", "Internal server error",
-                        "The server failed to handle the request. It has been logged.",
-                    )(scope, receive, send_wrapper)
+                    await (unavailable_response(scope.get("path")) if unavailable
+                           else problem_response(
+                               500, "internal", "Internal server error",
+                               "The server failed to handle the request. It has been logged.",
+                           ))(scope, receive, send_wrapper)
         finally:
             access_log.info(
                 "request",
@@ -95,12 +118,12 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.clear_contextvars()
 
-
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body (bodies are small here), or None past the limit. A declared
         Content-Length over the limit is refused before anything is read."""
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+        declared = ascii_int(length) if length is not None else None
+        if declared is not None and declared > self.max_body_bytes:
             return None
         chunks: list[bytes] = []
         size = 0

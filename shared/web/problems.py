@@ -5,19 +5,27 @@ errors of ``shared.kernel``. ``install_problem_handlers`` is the one place that 
 both, FastAPI's validation errors and anything unexpected to
 ``application/problem+json``.
 A server error is a bug: it is logged with its traceback (no request body) and
-answered with a 500 problem that reveals nothing.
+answered with a 500 problem that reveals nothing. A store that cannot be reached is
+not a bug: it is a 503 problem with ``Retry-After``, logged without the driver's
+message (which may hold SQL and row values).
 """
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc as sa_exc
+from eventsourcing import persistence as es
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import get_route_path
 
 from shared.kernel import (
     Conflicting,
@@ -82,6 +90,13 @@ class Unprocessable(Problem):
     status, type, title = 422, "unprocessable", "Unprocessable request"
 
 
+class Invalid(Problem):
+    """A field the web layer checks itself, answered as FastAPI's validation is (422
+    ``validation``, ``errors`` naming each field)."""
+
+    status, type, title = 422, "validation", "The request is not valid"
+
+
 def problem_response(
     status: int,
     type_: str,
@@ -103,6 +118,68 @@ def problem_response(
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+# What a store that cannot be reached raises, through each layer: the eventsourcing
+# library (it wraps psycopg's and sqlite3's errors in its own; a pool that times out is
+# its ConnectionUnavailableError, an OperationalError), SQLAlchemy (our own tables; its
+# pool's TimeoutError) and psycopg itself (psycopg_pool's PoolTimeout is one).
+STORE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    es.OperationalError,
+    es.InterfaceError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+# The library's catch-all for a driver error it has no finer class for (a connection
+# closed by the server, a database file that is not one). Its subclasses (DataError,
+# ProgrammingError, IntegrityError...) are bugs or conflicts, not an unreachable store.
+_GENERIC_STORE_ERRORS = (es.DatabaseError, es.PersistenceError)
+STORE_RETRY_AFTER_S = 5
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) means the store cannot be
+    reached now, rather than a bug."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        if isinstance(current, STORE_UNAVAILABLE) or type(current) in _GENERIC_STORE_ERRORS:
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current, seen = current.__cause__, seen + 1
+    return False
+
+
+def unavailable_response(instance: str | None = None) -> JSONResponse:
+    return problem_response(
+        503,
+        "store-unavailable",
+        "Service unavailable",
+        "The service cannot reach its data store just now. Try again in "
+        f"{STORE_RETRY_AFTER_S} seconds (with the same Idempotency-Key, for a create).",
+        headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        instance=instance,
+    )
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app takes at this path (Starlette names only
+    the first route's). Routes of included routers are seen through FastAPI's route
+    contexts, each with its full path."""
+    path = get_route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        route_methods = route.methods
+        regex = getattr(route, "path_regex", None)
+        if route_methods and regex is not None and regex.match(path):
+            methods.update(route_methods)
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return ", ".join(sorted(methods, key=lambda m: (order.index(m) if m in order else 99, m)))
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -165,6 +242,12 @@ def domain_problem(exc: DomainError, instance: str) -> JSONResponse:
     raise exc
 
 
+def _frames(exc: BaseException, limit: int = 12) -> list[str]:
+    """The innermost frames of the error's traceback as ``file:line function``."""
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -198,14 +281,28 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["Allow"] = allowed_methods(request)
         return problem_response(
             exc.status_code,
             {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error"),
             titles.get(exc.status_code, "HTTP error"),
             str(exc.detail),
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
             instance=request.url.path,
         )
+
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        if not store_unavailable(exc):
+            return await _unexpected(request, exc)
+        # Not the error's text: it may hold the statement and its parameters.
+        log.warning("store_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return unavailable_response(request.url.path)
+
+    for error in (*STORE_UNAVAILABLE, *_GENERIC_STORE_ERRORS):
+        app.add_exception_handler(error, _store)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(request: Request, exc: IntegrityError) -> JSONResponse:
@@ -227,8 +324,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if store_unavailable(exc):
+            return await _store(request, exc)
+        # Where it failed, not what it said: an error's text may hold a stored row
+        # (PostgreSQL's "Failing row contains ..."), a body or a phone number.
         log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__,
-                  exc_info=exc)
+                  where=_frames(exc))
         return problem_response(
             500,
             "internal",

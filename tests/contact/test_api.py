@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.contact import read_model
 from services.reporting.handlers import london_month
 from shared.web.auth import Role
 from tests.support import PROBLEM, Stack, contact_body, stored_events, wait_for
@@ -59,7 +60,11 @@ def test_register_lookup_and_duplicate_numbers(stack: Stack) -> None:
                     headers={"If-Match": '"1"'})
         assert r.status_code == 200 and r.json()["consent_to_text"] is False
         assert c.get("/contact/callers/C-ZZZZZZZZ").status_code == 404
-        assert c.get("/contact/callers/robert").status_code == 422
+        # Not the shape of a caller_ref: no such resource (and /callers/lookup is never
+        # taken for one: a PATCH there is a 405 naming GET).
+        assert c.get("/contact/callers/robert").status_code == 404
+        r = c.patch("/contact/callers/lookup", json={"consent_to_text": False})
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
 
 
 def test_history_needs_purpose_consent_and_a_supporter_on_shift(stack: Stack) -> None:
@@ -329,6 +334,7 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
         assert c.get("/contact/callers/lookup", params={"phone": "07700900555"}).status_code == 404
         got = c.get(f"/contact/callers/{ref}").json()
         assert got["alias"] == "[erased]" and got["erased"] is True
+        assert got["has_phone"] is False
         full = c.get(f"/contact/contacts/{contact['id']}").json()
         assert full["summary"] == "[erased]" and full["issues"] == ["bereavement"]
         listed = c.get("/contact/contacts", params={"caller_ref": ref}).json()["items"]
@@ -462,3 +468,151 @@ def test_every_list_pages_with_a_cursor(stack: Stack) -> None:
         other = c.get("/contact/directory", params={"limit": 1}).json()["next_cursor"]
         r = c.get("/contact/referrals", params={"cursor": other})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor"
+
+
+# ------------------------------------------------------------ hardening (issue 7)
+
+OUT_OF_RANGE = ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+
+
+def _field_of(r: Any) -> list[str]:
+    return [e["field"] for e in r.json().get("errors", [])]
+
+
+def test_times_are_iso_strings_with_an_offset_in_range_or_422(stack: Stack) -> None:
+    """A time is an ISO 8601 string with an offset: never a number, never a value whose
+    UTC form overflows (422, not 500), whichever field or query parameter holds it."""
+    with stack.client(Role.COORDINATOR) as c:
+        contact = c.post("/contact/contacts", json=contact_body(started_at=_recent(),
+                                                                ended_at=None)).json()
+        before = stored_events(stack)
+        cases: list[tuple[str, str, Any, str]] = []
+        for bad in (0, "0", "1700000000", 1.5, *OUT_OF_RANGE):
+            cases += [
+                ("POST", "/contact/contacts", contact_body(started_at=bad, ended_at=None),
+                 "body.started_at"),
+                ("POST", "/contact/contacts", contact_body(started_at=_recent(), ended_at=bad),
+                 "body.ended_at"),
+                ("POST", "/contact/contacts", contact_body(
+                    started_at=_recent(), ended_at=None, follow_up={"by": bad}),
+                 "body.follow_up.by"),
+                ("POST", "/contact/referrals", {"source": "gp", "consent_to_contact": True,
+                                                "caller": {}, "received_at": bad},
+                 "body.received_at"),
+                ("PATCH", f"/contact/contacts/{contact['id']}",
+                 {"reason": "typo", "ended_at": bad}, "body.ended_at"),
+            ]
+        for method, path, body, field in cases:
+            r = c.request(method, path, json=body)
+            assert r.status_code == 422, (path, body, r.status_code, r.text)
+            assert field in _field_of(r), (path, body, r.json())
+        # Plausible is the domain's rule, answered the same way: 422 naming the field.
+        r = c.post("/contact/contacts", json=contact_body(
+            started_at="1999-12-31T23:59:59+00:00", ended_at=None))
+        assert r.status_code == 422 and _field_of(r) == ["body.started_at"]
+        assert stored_events(stack) == before
+        for path, name in (("/contact/contacts", "from"), ("/contact/contacts", "to"),
+                           ("/contact/follow-ups", "due_before"),
+                           ("/contact/directory", "open_at")):
+            for bad in (*OUT_OF_RANGE, "0", "1700000000"):
+                r = c.get(path, params={name: bad})
+                assert r.status_code == 422, (path, name, bad, r.status_code, r.text)
+                assert _field_of(r) == [f"query.{name}"], (path, name, bad, r.json())
+
+
+def test_a_comma_in_a_supporter_id_shows_nobody_else_the_summary(stack: Stack) -> None:
+    _log(stack, sub="other,supp-b", summary="Private words")
+    with stack.client(Role.SUPPORTER, sub="supp-b") as c:
+        items = c.get("/contact/contacts").json()["items"]
+        assert items[0]["supporter_ids"] == ["other,supp-b"]
+        assert items[0]["summary"] is None
+    with stack.client(Role.SUPPORTER, sub="other,supp-b") as c:
+        assert c.get("/contact/contacts").json()["items"][0]["summary"] == "Private words"
+
+
+def test_bad_cursors_long_strings_and_huge_numbers_are_422_never_500(stack: Stack) -> None:
+    contact = _log(stack, answered=False, issues=[], phone="07700 900101")
+    url = f"/contact/contacts/{contact['id']}"
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    with stack.client(Role.SUPPORTER, sub="sup-1") as c:
+        due = contact["follow_ups"][0]["due_by"]
+        for n in ("99999999999999999999", "\u00b2"):
+            cursor = read_model.encode_cursor("follow-ups", due, contact["id"], n)
+            r = c.get("/contact/follow-ups", params={"due_before": later, "cursor": cursor})
+            assert r.status_code == 422 and _field_of(r) == ["query.cursor"], r.text
+        for path in (f"{url}/risk-assessments/{10**30}", f"{url}/escalations/{10**30}"):
+            r = c.get(path)
+            assert r.status_code == 422 and _field_of(r) == ["path.n"], (path, r.text)
+        r = c.post(f"{url}/follow-ups/{10**30}/complete", json={})
+        assert r.status_code == 422 and _field_of(r) == ["path.n"], r.text
+        before = stored_events(stack)
+        r = c.post("/contact/contacts", json=contact_body(supporter_ids=["s" * 101]))
+        assert r.status_code == 422 and _field_of(r) == ["body.supporter_ids.0"], r.text
+        assert stored_events(stack) == before
+
+
+def test_a_partner_learns_nothing_of_who_calls_the_line(stack: Stack) -> None:
+    known = _caller(stack, phone="07700 900321")
+    erased = _caller(stack, phone="07700 900322")
+    with stack.client(Role.COORDINATOR) as c:
+        assert c.delete(f"/contact/callers/{erased['caller_ref']}/personal-data"
+                        ).status_code == 200
+    referral = {"source": "gp", "referrer_organisation": "Stockwell Practice",
+                "reason": "low mood", "consent_to_contact": True}
+    with stack.client(Role.PARTNER, sub="gp-system") as c:
+        answers = {}
+        for who, phone in (("known", "07700 900321"), ("new", "07700 900323"),
+                           ("erased", "07700 900322")):
+            r = c.post("/contact/referrals", json={**referral, "caller": {
+                "alias": "Pat", "phone": phone}})
+            assert r.status_code == 201, (who, r.text)
+            answers[who] = r.json()
+        shapes = {tuple(sorted(a)) for a in answers.values()}
+        assert len(shapes) == 1
+        assert {a["caller_ref"] for a in answers.values()} == {None}
+        assert len({(a["status"], a["version"], a["reason"]) for a in answers.values()}) == 1
+        problems = []
+        for ref in (known["caller_ref"], "C-ZZZZZZZZ", erased["caller_ref"]):
+            r = c.post("/contact/referrals", json={**referral, "caller_ref": ref})
+            problems.append((r.status_code, r.json()["detail"], _field_of(r)))
+        assert len(set(map(repr, problems))) == 1 and problems[0][0] == 422
+        assert problems[0][2] == ["body.caller_ref"]
+    with stack.client(Role.COORDINATOR) as c:  # inside, matched to the known caller
+        got = c.get(f"/contact/referrals/{answers['known']['id']}").json()
+        assert got["caller_ref"] == known["caller_ref"]
+        assert got["referrer_organisation"] == "Stockwell Practice"
+        caller = c.get(f"/contact/callers/{known['caller_ref']}").json()
+        assert caller["alias"] == "Sunny"  # not written over by the referrer
+        r = c.post("/contact/referrals", json={**referral, "caller_ref": known["caller_ref"]})
+        assert r.status_code == 201 and r.json()["caller_ref"] == known["caller_ref"]
+        c.delete(f"/contact/callers/{known['caller_ref']}/personal-data")
+        got = c.get(f"/contact/referrals/{answers['known']['id']}").json()
+        assert got["referrer_organisation"] == "[erased]"
+
+
+def test_an_idempotent_retry_gets_the_first_answer_not_the_state_since(stack: Stack) -> None:
+    key = {"Idempotency-Key": "retry-1"}
+    body = {"source": "gp", "consent_to_contact": True, "caller": {"alias": "Pat"},
+            "reason": "low mood"}
+    with stack.client(Role.PARTNER, sub="gp-system") as partner:
+        first = partner.post("/contact/referrals", json=body, headers=key)
+        assert first.status_code == 201
+    with stack.client(Role.COORDINATOR, sub="coord-1") as c:
+        decided = c.post(f"/contact/referrals/{first.json()['id']}/decline",
+                         json={"reason": "out of area, private note"})
+        assert decided.status_code == 200
+        entry = c.post("/contact/directory", headers=key,
+                       json={"name": "Night Line", "helps_with": ["bereavement"]})
+        assert entry.status_code == 201
+        assert c.delete(entry.headers["location"]).status_code == 204
+        again = c.post("/contact/directory", headers=key,
+                       json={"name": "Night Line", "helps_with": ["bereavement"]})
+        assert (again.status_code, again.json()) == (201, entry.json())
+        assert again.headers["location"] == entry.headers["location"]
+    with stack.client(Role.PARTNER, sub="gp-system") as partner:
+        replay = partner.post("/contact/referrals", json=body, headers=key)
+    assert replay.status_code == 201 and replay.json() == first.json()
+    assert replay.json()["status"] == "received" and replay.json()["decided_by"] is None
+    assert "private note" not in replay.text
+    assert (replay.headers["location"], replay.headers["etag"]) == (
+        first.headers["location"], first.headers["etag"])

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from services.contact import read_model as views
 from services.contact.app import ContactApplication
 from services.contact.domain import Contact, FollowUp, NewCaller
 from services.system import ServiceRuntime
@@ -176,23 +177,23 @@ def test_referrals_need_consent_register_new_callers_atomically_and_are_decided_
         app: ContactApplication) -> None:
     before = _stored(app)
     with pytest.raises(InvalidCommand) as info:
-        app.receive_referral(received_at=None, source="gp", referrer_organisation="GP",
+        app.referrals.receive(received_at=None, source="gp", referrer_organisation="GP",
                              caller_ref=None, new_caller=NewCaller(phone="07700 900777"),
                              reason="low mood", consent_to_contact=False)
     assert info.value.field == "consent_to_contact" and _stored(app) == before
     with pytest.raises(NotKnown):
         app.lookup_caller("07700 900777")  # the phone claim was not kept either
-    referral = app.receive_referral(received_at=None, source="gp", referrer_organisation="GP",
+    referral = app.referrals.receive(received_at=None, source="gp", referrer_organisation="GP",
                                     caller_ref=None, new_caller=NewCaller(phone="07700 900777"),
                                     reason="low mood", consent_to_contact=True)
     assert app.lookup_caller("07700 900777").caller_ref == referral.caller_ref
     with acting("coord-1"):
-        decided = app.decide_referral(referral.id, accept=True, reason="fits",
+        decided = app.referrals.decide(referral.id, accept=True, reason="fits",
                                       expected_version=None)
     assert decided.status == "accepted" and decided.decided_by == "coord-1"
     with pytest.raises(RuleBroken):
-        app.decide_referral(referral.id, accept=False, reason="no", expected_version=None)
-    queue, _ = app.list_referrals("accepted", 10)
+        app.referrals.decide(referral.id, accept=False, reason="no", expected_version=None)
+    queue, _ = app.referrals.queue("accepted", 10)
     assert [r.id for r in queue] == [referral.id]
 
 
@@ -306,3 +307,128 @@ def test_the_sms_provider_is_chosen_by_settings(app_runtime: Build, settings: Se
     assert twilio.auth_token == "tok" and twilio.sender.from_number == line
     with pytest.raises(ValueError, match="SMS_ACCOUNT_SID"):
         app_runtime("contact", sms_provider="twilio", sms_auth_token="tok")
+
+
+# ------------------------------------------------------------ hardening (issue 7)
+
+
+def test_who_handled_a_contact_is_an_exact_id_whatever_it_holds(
+        app: ContactApplication) -> None:
+    """A comma (or a LIKE wildcard) in a supporter id names nobody else: the ids are
+    kept as a list and matched exactly."""
+    _log(app, supporter_ids=["other,supp-b", "50%_off"], summary="Private words")
+    rows, _ = app.list_contacts(caller_ref=None, start=None, end=None, limit=10, cursor=None)
+    named = views.supporters_of(rows[0])
+    assert named == ["other,supp-b", "50%_off"]
+
+    def supporter(sub: str) -> Principal:
+        return Principal(sub=sub, role=Role.SUPPORTER, name="")
+
+    for stranger in ("supp-b", "other", "50", "off", "50%"):
+        assert not app.sees_personal(supporter(stranger), named), stranger
+        assert not app.may_read_history(supporter(stranger)), stranger
+    for handler in ("other,supp-b", "50%_off"):
+        assert app.sees_personal(supporter(handler), named)
+        assert app.may_read_history(supporter(handler))
+
+
+def test_times_sort_as_they_compare_even_for_a_record_stored_before_the_rule(
+        app: ContactApplication) -> None:
+    """Read tables keep native UTC times: a contact stored (before the plausibility rule)
+    in the year 387 sorts before 2026, pages and filters right, and does not keep its
+    supporter on shift forever."""
+    ancient = Contact._create(
+        Contact.Logged, id=uuid.uuid4(), channel="phone", direction="inbound",
+        started_at=datetime(387, 7, 26, 12, tzinfo=UTC), ended_at=None, issues=["other"],
+        caller_id=None, caller_ref=None, age_band=None, gender=None, shift_id=None,
+        supporter_ids=["sup-old"], caller_is=None, summary=None, signposted_to=[],
+        answered=True, phone=None)
+    app.save(ancient)
+    recent = _log(app)
+    page, cursor = app.list_contacts(caller_ref=None, start=None, end=None, limit=1,
+                                     cursor=None)
+    assert [r.contact_id for r in page] == [str(recent.id)] and cursor
+    rest, last = app.list_contacts(caller_ref=None, start=None, end=None, limit=1,
+                                   cursor=cursor)
+    assert [r.contact_id for r in rest] == [str(ancient.id)] and last is None
+    assert views.from_ts(rest[0].started_at) == datetime(387, 7, 26, 12, tzinfo=UTC)
+    since_2000, _ = app.list_contacts(caller_ref=None, limit=10, cursor=None,
+                                      start=datetime(2000, 1, 1, tzinfo=UTC),
+                                      end=datetime(2200, 1, 1, tzinfo=UTC))
+    assert [r.contact_id for r in since_2000] == [str(recent.id)]
+    assert not app.may_read_history(Principal(sub="sup-old", role=Role.SUPPORTER, name=""))
+
+
+def test_follow_ups_due_sort_and_page_by_native_time(app: ContactApplication) -> None:
+    now = datetime.now(UTC)
+    later = _log(app, follow_up=FollowUp(by=now + timedelta(days=700), what="in two years"))
+    sooner = _log(app, follow_up=FollowUp(by=now + timedelta(hours=1, microseconds=7),
+                                          what="soon"))
+    page, cursor = app.follow_ups_due(now + timedelta(days=800), 1)
+    assert [i["contact_id"] for i in page] == [str(sooner.id)] and cursor
+    assert page[0]["due_by"] == now + timedelta(hours=1, microseconds=7)
+    rest, _ = app.follow_ups_due(now + timedelta(days=800), 1, cursor)
+    assert [i["contact_id"] for i in rest] == [str(later.id)]
+
+
+@pytest.mark.parametrize("n", ["99999999999999999999", "\u00b2", "-1", "1e3", ""])
+def test_a_cursor_with_a_number_no_column_holds_is_refused(app: ContactApplication,
+                                                          n: str) -> None:
+    cursor = views.encode_cursor("follow-ups", datetime.now(UTC), str(uuid.uuid4()), n)
+    with pytest.raises(InvalidCommand) as info:
+        app.follow_ups_due(datetime.now(UTC), 10, cursor)
+    assert (info.value.location, info.value.field) == ("query", "cursor")
+
+
+@pytest.mark.parametrize("parts", [("0001-01-01T00:00:00+01:00", "x"),
+                                   ("2026-11-29T22:00:00", str(uuid.uuid4())),
+                                   ("2026-11-29T22:00:00+00:00", "\x00"),
+                                   ("2026-11-29T22:00:00+00:00", "x" * 300)])
+def test_a_cursor_whose_parts_are_not_what_the_list_gave_out_is_refused(
+        app: ContactApplication, parts: tuple[str, str]) -> None:
+    with pytest.raises(InvalidCommand) as info:
+        app.list_contacts(caller_ref=None, start=None, end=None, limit=10,
+                          cursor=views.encode_cursor("contacts", *parts))
+    assert (info.value.location, info.value.field) == ("query", "cursor")
+
+
+def test_a_partner_cannot_tell_a_known_caller_from_someone_new(
+        app: ContactApplication) -> None:
+    """A referral with a known number is that caller's, matched inside; a partner may not
+    name a caller_ref, whatever it is (known, unknown, erased): one answer."""
+    ref = _caller(app)  # Sunny, 07700 900123, consents to texts
+    with acting("gp-system"):
+        referral = app.referrals.receive(
+            received_at=None, source="gp", referrer_organisation="Stockwell GP",
+            caller_ref=None, reason="low mood", consent_to_contact=True, by_partner=True,
+            new_caller=NewCaller(alias="Pat", phone="+44 7700 900123", consent_to_text=False))
+    assert referral.caller_ref == ref
+    caller = app.get_caller(ref)  # their record is theirs: not written over
+    assert app.keys.reveal(caller.alias) == "Sunny" and caller.consent_to_text
+    erased = _caller(app, phone="07700 900456")
+    app.erase_caller(erased)
+    answers = set()
+    for named in (ref, "C-ZZZZZZZZ", erased):
+        with pytest.raises(InvalidCommand) as info:
+            app.referrals.receive(received_at=None, source="gp", referrer_organisation=None,
+                                  caller_ref=named, new_caller=None, reason=None,
+                                  consent_to_contact=True, by_partner=True)
+        answers.add((info.value.field, info.value.message))
+    assert len(answers) == 1 and answers.pop()[0] == "caller_ref"
+    by_coordinator = app.referrals.receive(
+        received_at=None, source="self", referrer_organisation=None, caller_ref=ref,
+        new_caller=None, reason=None, consent_to_contact=True)
+    assert by_coordinator.caller_ref == ref
+
+
+def test_a_referrers_organisation_is_sealed_with_the_callers_key_and_erased_with_it(
+        app: ContactApplication) -> None:
+    referral = app.referrals.receive(
+        received_at=None, source="gp", referrer_organisation="Stockwell Practice",
+        caller_ref=None, new_caller=NewCaller(phone="07700 900777"), reason=None,
+        consent_to_contact=True, by_partner=True)
+    sealed = referral.referrer_organisation
+    assert sealed is not None and "Stockwell" not in sealed
+    assert app.keys.reveal(sealed) == "Stockwell Practice"
+    app.erase_caller(referral.caller_ref)
+    assert app.keys.reveal(app.referrals.get(referral.id).referrer_organisation) == "[erased]"

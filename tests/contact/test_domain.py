@@ -3,8 +3,8 @@ aggregate that enforces it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +16,7 @@ from services.contact.domain import (
     FollowUp,
     Referral,
     caller_id_for,
+    check_referrer_may_name_caller,
     is_open,
     new_caller_ref,
 )
@@ -292,7 +293,7 @@ def test_caller_history_needs_consent_and_erasure_is_final() -> None:
 
 def test_referral_needs_consent_and_is_decided_once() -> None:
     kw: dict[str, object] = {"received_at": NOW - timedelta(days=3), "source": "gp",
-                             "referrer_organisation": "Stockwell GP", "caller": a_caller(),
+                             "referrer_organisation": sealed("Stockwell GP"), "caller": a_caller(),
                              "reason": sealed(), "now": NOW}
     with pytest.raises(InvalidCommand) as info:
         Referral.receive(consent_to_contact=False, **kw)  # type: ignore[arg-type]
@@ -390,3 +391,119 @@ def test_opening_hours_are_london_hh_mm_slots(slot: dict[str, str], field: str) 
         DirectoryEntry.add(name="Samaritans", helps_with=["bereavement"], phone=None,
                            opening_hours=[slot], address=None, notes=None)
     assert info.value.field == field
+
+
+# ------------------------------------------------------------------ plausible times
+
+EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+YEAR_1_PLUS_1 = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))  # UTC: year 0
+YEAR_9999_MINUS_1 = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: log(started_at=EPOCH_2000 - timedelta(seconds=1), ended_at=None), "started_at"),
+        (lambda: log(started_at=datetime(387, 7, 26, tzinfo=UTC), ended_at=None), "started_at"),
+        (lambda: log(started_at=YEAR_1_PLUS_1, ended_at=None), "started_at"),
+        (lambda: log(started_at=YEAR_9999_MINUS_1, ended_at=None), "started_at"),
+        (lambda: log(ended_at=YEAR_9999_MINUS_1), "ended_at"),
+        (lambda: log().correct(reason=sealed(), ended_at=YEAR_9999_MINUS_1, now=NOW),
+         "ended_at"),
+        (lambda: Referral.receive(received_at=datetime(1999, 12, 31, tzinfo=UTC), source="gp",
+                                  referrer_organisation=None, caller=a_caller(), reason=None,
+                                  consent_to_contact=True, now=NOW), "received_at"),
+        (lambda: Referral.receive(received_at=YEAR_1_PLUS_1, source="gp",
+                                  referrer_organisation=None, caller=a_caller(), reason=None,
+                                  consent_to_contact=True, now=NOW), "received_at"),
+        (lambda: contact(follow_up=FollowUp(by=datetime(1999, 12, 31, tzinfo=UTC),
+                                            what=sealed())), "follow_up.by"),
+        (lambda: contact(follow_up=FollowUp(by=NOW + timedelta(days=732), what=sealed())),
+         "follow_up.by"),
+        (lambda: contact(follow_up=FollowUp(by=YEAR_9999_MINUS_1, what=sealed())),
+         "follow_up.by"),
+        (lambda: Contact.open_text_thread(caller_id=caller_id_for("C-00000000"),
+                                          caller_ref="C-00000000", age_band=None, gender=None,
+                                          started_at=YEAR_1_PLUS_1), "started_at"),
+        (lambda: contact(channel="text").receive_message(body=sealed(), at=YEAR_1_PLUS_1),
+         "at"),
+        (lambda: contact(channel="text").receive_message(
+            body=sealed(), at=NOW + timedelta(days=2), now=NOW), "at"),
+    ],
+)
+def test_times_are_plausible_or_refused_naming_the_field(make: Callable[[], object],
+                                                         field: str) -> None:
+    """A contact, referral or text from 2000-01-01 to a day ahead; a follow-up not before
+    2000 and at most two years ahead. A time out of Python's range is refused the same
+    way, never an OverflowError."""
+    with pytest.raises(InvalidCommand) as info:
+        make()
+    assert info.value.field == field
+
+
+def test_the_edges_of_the_plausible_windows_are_accepted() -> None:
+    assert log(started_at=EPOCH_2000, ended_at=None).started_at == EPOCH_2000
+    far = NOW + timedelta(days=730)
+    assert contact(follow_up=FollowUp(by=far, what=sealed())).follow_ups[0]["due_by"] == far
+    r = Referral.receive(received_at=EPOCH_2000, source="gp", referrer_organisation=None,
+                         caller=a_caller(), reason=None, consent_to_contact=True, now=NOW)
+    assert r.received_at == EPOCH_2000
+
+
+# ------------------------------------------------------------------ immediate risk
+
+
+def test_an_immediate_assessment_after_closing_reopens_the_contact_until_escalated() -> None:
+    """The rule holds whatever the order: closed at low risk, then assessed at immediate
+    risk, the contact is open again and closes only with an escalation or a reason."""
+    c = contact()
+    c.assess_risk(level="low", factors=None, protective_factors=None, decision=sealed(),
+                  reasoning=None, now=NOW)
+    c.close(no_escalation_reason=None)
+    c.assess_risk(level="immediate", factors=None, protective_factors=None,
+                  decision=sealed(), reasoning=None, now=NOW)
+    assert not c.closed and c.risk_level == "immediate"
+    *_, assessed, reopened = c.collect_events()
+    assert isinstance(assessed, Contact.RiskAssessed)
+    assert isinstance(reopened, Contact.Reopened)
+    published = public_event(reopened)
+    assert published is not None and published.type == "ContactReopened"
+    with pytest.raises(RuleBroken, match="immediate risk"):
+        c.close(no_escalation_reason=None)
+    c.escalate(kind="crisis_team", reason=sealed(), reference=None, now=NOW)
+    c.close(no_escalation_reason=None)
+    assert c.closed
+    c.assess_risk(level="immediate", factors=None, protective_factors=None,  # escalated:
+                  decision=sealed(), reasoning=None, now=NOW)               # stays closed
+    assert c.closed
+
+
+# ------------------------------------------------------------- who sees what, erasure
+
+
+def test_an_erased_caller_has_no_phone() -> None:
+    caller = a_caller(phone=sealed("n"))
+    assert caller.has_phone
+    caller.erase()
+    assert not caller.has_phone
+
+
+def test_a_referrers_organisation_must_arrive_sealed() -> None:
+    """A GP practice tied to a caller is personal data, sealed with the caller's key."""
+    kw: dict[str, object] = {"received_at": NOW, "source": "gp", "caller": a_caller(),
+                             "reason": None, "consent_to_contact": True, "now": NOW}
+    with pytest.raises(InvalidCommand) as info:
+        Referral.receive(referrer_organisation="Stockwell GP", **kw)  # type: ignore[arg-type]
+    assert info.value.field == "referrer_organisation"
+    r = Referral.receive(referrer_organisation=sealed("GP"), **kw)  # type: ignore[arg-type]
+    assert r.referrer_organisation == sealed("GP")
+
+
+def test_a_partner_refers_with_details_never_by_caller_ref() -> None:
+    """Whether a reference is known, unknown or erased would tell a partner who calls the
+    line: a partner's referral brings the person's details; the coordinator may name one."""
+    with pytest.raises(InvalidCommand) as info:
+        check_referrer_may_name_caller(by_partner=True, names_caller=True)
+    assert info.value.field == "caller_ref"
+    check_referrer_may_name_caller(by_partner=True, names_caller=False)
+    check_referrer_may_name_caller(by_partner=False, names_caller=True)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from services.cli import uvicorn_config
 from services.registry import SERVICES
 from services.system import ServiceRuntime, System
 from shared.config import Settings
@@ -41,14 +42,9 @@ class Stack:
 
     def start(self) -> Stack:
         self.system = System(self.settings, self.services, relay_hooks=self.relay_hooks)
-        config = uvicorn.Config(
-            self.system.http_app(),
-            host="127.0.0.1",
-            port=self.settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
+        # Served as the `solidarity` command serves it (no server header, no uvicorn log).
+        config = uvicorn_config(self.system.http_app(),
+                                self.settings.model_copy(update={"host": "127.0.0.1"}))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

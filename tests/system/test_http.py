@@ -197,11 +197,11 @@ def test_events_log_pages_and_chains(stack: Stack) -> None:
 def test_request_and_correlation_ids(stack: Stack) -> None:
     with stack.client() as c:
         r = c.post("/contact/contacts", json=contact_body(),
-                   headers={"X-Correlation-ID": "corr-123"})
-        assert r.headers["x-correlation-id"] == "corr-123"
+                   headers={"X-Correlation-ID": "0b6f8a3e-9c1d-4e2f-8a7b-1c2d3e4f5a6b"})
+        assert r.headers["x-correlation-id"] == "0b6f8a3e-9c1d-4e2f-8a7b-1c2d3e4f5a6b"
         assert len(r.headers["x-request-id"]) == 32
         events = c.get("/contact/events").json()["items"]
-        assert events[-1]["correlation_id"] == "corr-123"
+        assert events[-1]["correlation_id"] == "0b6f8a3e-9c1d-4e2f-8a7b-1c2d3e4f5a6b"
 
 
 def test_openapi_states_roles_for_every_endpoint(stack: Stack) -> None:

@@ -11,7 +11,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
-from services.contact.api.common import COORD, ON_CALL, App, CallerRef, Phone, Short, Strict
+from services.contact.api.common import (
+    COORD,
+    ON_CALL,
+    App,
+    CallerRef,
+    Phone,
+    Short,
+    Strict,
+    created_once,
+)
 from services.contact.api.presenters import (
     CallerOut,
     ErasureOut,
@@ -19,9 +28,9 @@ from services.contact.api.presenters import (
     caller_out,
     contact_item,
 )
-from services.contact.domain import AgeBand, Gender, NewCaller
+from services.contact.domain import AgeBand, Caller, Gender, NewCaller
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, IfMatch, created, once, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, IfMatch, roles_doc, with_etag
 
 router = APIRouter()
 
@@ -49,18 +58,21 @@ def new_caller(body: CallerIn) -> NewCaller:
              description=roles_doc(ON_CALL, "A caller record with a pseudonymous `caller_ref`. "
                                    "Alias and phone are encrypted; the phone is also kept as "
                                    "a keyed hash for lookup. A known number is 409."))
-def register_caller(body: CallerIn, request: Request, response: Response, app: App,
+def register_caller(body: CallerIn, request: Request, app: App,
                     principal: Annotated[Principal, Depends(ON_CALL)],
-                    idempotency_key: IdempotencyKey = None) -> CallerOut:
-    ref = once(request, "contact", principal, idempotency_key, "POST /contact/callers", body,
-               lambda: app.register_caller(new_caller(body)).caller_ref)
-    caller = app.get_caller(ref)
-    created(response, f"/contact/callers/{ref}", caller.version)
-    return caller_out(app.keys, caller)
+                    idempotency_key: IdempotencyKey = None) -> Response:
+    def show(caller: Caller) -> tuple[CallerOut, str, int]:
+        return (caller_out(app.keys, caller), f"/contact/callers/{caller.caller_ref}",
+                caller.version)
+
+    return created_once(request, principal, idempotency_key, "POST /contact/callers", body,
+                        create=lambda: app.register_caller(new_caller(body)),
+                        ident=lambda caller: caller.caller_ref, load=app.get_caller, show=show)
 
 
 @router.get("/callers/lookup", response_model=CallerOut,
             summary="Find a caller by phone number",
+            responses={404: {"description": "No known caller has this number (or erased)."}},
             description=roles_doc(ON_CALL, "Matches the keyed hash of the normalised number "
                                   "(07..., +447..., spaces). 404 when unknown or erased. The "
                                   "number is redacted from the access log."))
@@ -69,7 +81,8 @@ def lookup(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
     return caller_out(app.keys, app.lookup_caller(phone))
 
 
-@router.get("/callers/{caller_ref}", response_model=CallerOut, summary="One caller",
+@router.get("/callers/{caller_ref:caller_ref}", response_model=CallerOut,
+            summary="One caller",
             description=roles_doc(ON_CALL))
 def get_caller(caller_ref: CallerRef, response: Response, app: App,
                _p: Annotated[Principal, Depends(ON_CALL)]) -> CallerOut:
@@ -78,7 +91,8 @@ def get_caller(caller_ref: CallerRef, response: Response, app: App,
     return caller_out(app.keys, caller)
 
 
-@router.patch("/callers/{caller_ref}", response_model=CallerOut, summary="Change consents",
+@router.patch("/callers/{caller_ref:caller_ref}", response_model=CallerOut,
+              summary="Change consents",
               description=roles_doc(ON_CALL, "Record a change of consent (history, texts). "
                                     "Accepts If-Match."))
 def change_consent(caller_ref: CallerRef, body: ConsentIn, response: Response, app: App,
@@ -89,7 +103,7 @@ def change_consent(caller_ref: CallerRef, body: ConsentIn, response: Response, a
     return caller_out(app.keys, caller)
 
 
-@router.get("/callers/{caller_ref}/history", response_model=History,
+@router.get("/callers/{caller_ref:caller_ref}/history", response_model=History,
             summary="Earlier contacts with a caller",
             description=roles_doc(ON_CALL, "Newest first, only when the caller consented to "
                                   "keep history, and only for the coordinator or a supporter "
@@ -103,7 +117,7 @@ def history(caller_ref: CallerRef, app: App, principal: Annotated[Principal, Dep
                    items=[contact_item(app.keys, row, include_summary=True) for row in rows])
 
 
-@router.delete("/callers/{caller_ref}/personal-data", response_model=ErasureOut,
+@router.delete("/callers/{caller_ref:caller_ref}/personal-data", response_model=ErasureOut,
                summary="Erase a caller's personal data (UK GDPR)",
                description=roles_doc(COORD, "Destroys the caller's key: alias, phone, notes "
                                      "and messages become unreadable everywhere (shown as "

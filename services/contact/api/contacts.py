@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field
 
 from services.contact.api.common import (
     ON_CALL,
@@ -20,10 +20,13 @@ from services.contact.api.common import (
     App,
     CallerRef,
     LongText,
+    Nth,
     Phone,
     Short,
     Strict,
+    SupporterId,
     Text,
+    created_once,
 )
 from services.contact.api.presenters import (
     ContactOut,
@@ -49,25 +52,16 @@ from services.contact.domain import (
 )
 from services.contact.domain.codes import MAX_SUPPORTERS
 from shared.web.auth import Principal
-from shared.web.deps import (
-    Cursor,
-    IdempotencyKey,
-    IfMatch,
-    created,
-    once,
-    roles_doc,
-    with_etag,
-)
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, roles_doc, with_etag
 from shared.web.problems import NotFound
+from shared.web.types import Instant
 
 router = APIRouter()
-
-SupporterId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class FollowUpIn(Strict):
     needed: bool = True
-    by: AwareDatetime | None = Field(default=None,
+    by: Instant | None = Field(default=None,
                                      description="When it must be done by (when needed).")
     what: Text | None = None
 
@@ -80,8 +74,8 @@ class ContactIn(Strict):
     # How many may be named is the domain's rule (MAX_SUPPORTERS): documented, not checked.
     supporter_ids: list[SupporterId] = Field(default_factory=list,
                                              json_schema_extra={"maxItems": MAX_SUPPORTERS})
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
+    started_at: Instant
+    ended_at: Instant | None = None
     issues: list[IssueCategory] = Field(default_factory=list, max_length=15)
     caller_is: CallerIs | None = None
     summary: LongText | None = None
@@ -95,7 +89,7 @@ class ContactIn(Strict):
 class ContactCorrection(Strict):
     reason: Text = Field(description="Why it is corrected.")
     issues: list[IssueCategory] | None = Field(default=None, min_length=1, max_length=15)
-    ended_at: AwareDatetime | None = None
+    ended_at: Instant | None = None
 
 
 class RiskIn(Strict):
@@ -137,13 +131,11 @@ def _nth(items: list[Any], n: int, what: str) -> int:
                                    "missed call (phone only) and opens a call-back follow-up "
                                    "when the number is known. Send `Idempotency-Key` to make "
                                    "a retry safe."))
-def log_contact(body: ContactIn, request: Request, response: Response, app: App,
+def log_contact(body: ContactIn, request: Request, app: App,
                 principal: Annotated[Principal, Depends(ON_CALL)],
-                idempotency_key: IdempotencyKey = None) -> ContactOut:
-    made: list[Contact] = []
-
-    def create() -> str:
-        contact = app.log_contact(
+                idempotency_key: IdempotencyKey = None) -> Response:
+    def create() -> Contact:
+        return app.log_contact(
             channel=body.channel.value, direction=body.direction.value,
             started_at=body.started_at, ended_at=body.ended_at,
             issues=[i.value for i in body.issues], caller_ref=body.caller_ref,
@@ -153,15 +145,14 @@ def log_contact(body: ContactIn, request: Request, response: Response, app: App,
             follow_up=_follow_up(body.follow_up), distressing=body.distressing,
             answered=body.answered, phone=body.phone,
         )
-        made.append(contact)
-        return str(contact.id)
 
-    contact_id = once(request, "contact", principal, idempotency_key, "POST /contact/contacts",
-                      body, create)
-    # A replayed Idempotency-Key made nothing: show the contact as it is now.
-    contact = made[0] if made else app.get_contact(UUID(contact_id))
-    created(response, f"/contact/contacts/{contact.id}", contact.version)
-    return contact_for(app, principal, contact)
+    def show(contact: Contact) -> tuple[ContactOut, str, int]:
+        return (contact_for(app, principal, contact), f"/contact/contacts/{contact.id}",
+                contact.version)
+
+    return created_once(request, principal, idempotency_key, "POST /contact/contacts", body,
+                        create=create, ident=lambda contact: str(contact.id),
+                        load=lambda cid: app.get_contact(UUID(cid)), show=show)
 
 
 @router.get("/contacts", response_model=ContactPage, summary="Contacts, newest first",
@@ -171,8 +162,8 @@ def log_contact(body: ContactIn, request: Request, response: Response, app: App,
                                   "all; auditors see coded fields only."))
 def list_contacts(app: App, principal: Annotated[Principal, Depends(READ)],
                   caller_ref: CallerRef | None = None,
-                  start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-                  end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+                  start: Annotated[Instant | None, Query(alias="from")] = None,
+                  end: Annotated[Instant | None, Query(alias="to")] = None,
                   limit: Annotated[int, Query(ge=1, le=200)] = 50,
                   cursor: Cursor = None) -> ContactPage:
     rows, next_cursor = app.list_contacts(caller_ref=caller_ref, start=start, end=end,
@@ -227,7 +218,7 @@ def assess(contact_id: UUID, body: RiskIn, response: Response, app: App,
             summary="One risk assessment",
             description=roles_doc(READ, "Free text only for the coordinator and the "
                                   "supporters who handled the contact."))
-def get_assessment(contact_id: UUID, n: int, app: App,
+def get_assessment(contact_id: UUID, n: Nth, app: App,
                    principal: Annotated[Principal, Depends(READ)]) -> RiskOut:
     contact = app.get_contact(contact_id)
     return risk_out(app.keys, contact, _nth(contact.risk_trail, n, "risk assessment"),
@@ -250,7 +241,7 @@ def escalate(contact_id: UUID, body: EscalationIn, response: Response, app: App,
 
 @router.get("/contacts/{contact_id}/escalations/{n}", response_model=EscalationOut,
             summary="One escalation", description=roles_doc(READ))
-def get_escalation(contact_id: UUID, n: int, app: App,
+def get_escalation(contact_id: UUID, n: Nth, app: App,
                    principal: Annotated[Principal, Depends(READ)]) -> EscalationOut:
     contact = app.get_contact(contact_id)
     return escalation_out(app.keys, contact, _nth(contact.escalations, n, "escalation"),
@@ -272,7 +263,7 @@ def close(contact_id: UUID, body: CloseIn, response: Response, app: App,
 @router.post("/contacts/{contact_id}/follow-ups/{n}/complete", response_model=ContactOut,
              summary="Complete a follow-up",
              description=roles_doc(ON_CALL, "With an optional outcome. Accepts If-Match."))
-def complete(contact_id: UUID, n: int, body: CompleteIn, response: Response, app: App,
+def complete(contact_id: UUID, n: Nth, body: CompleteIn, response: Response, app: App,
              principal: Annotated[Principal, Depends(ON_CALL)],
              if_match: IfMatch) -> ContactOut:
     contact = app.complete_follow_up(contact_id, n, outcome=body.outcome,
@@ -286,7 +277,7 @@ def complete(contact_id: UUID, n: int, body: CompleteIn, response: Response, app
                                   "(default: now), earliest first: call-backs of missed "
                                   "calls and agreed follow-ups."))
 def follow_ups(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
-               due_before: AwareDatetime | None = None,
+               due_before: Instant | None = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 100,
                cursor: Cursor = None) -> FollowUpPage:
     items, next_cursor = app.follow_ups_due(due_before or datetime.now(UTC), limit, cursor)

@@ -9,13 +9,22 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from services.contact.api.common import COORD, ON_CALL, App, OpeningSlot, Short, Strict
+from services.contact.api.common import (
+    COORD,
+    ON_CALL,
+    App,
+    OpeningSlot,
+    Short,
+    Strict,
+    created_once,
+)
 from services.contact.api.presenters import DirectoryOut, DirectoryPage, directory_out
-from services.contact.domain import IssueCategory
+from services.contact.domain import DirectoryEntry, IssueCategory
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, once, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.types import Instant
 
 router = APIRouter()
 
@@ -37,14 +46,16 @@ def _fields(body: DirectoryIn) -> dict[str, Any]:
 
 @router.post("/directory", status_code=201, response_model=DirectoryOut,
              summary="Add a service to the directory", description=roles_doc(COORD))
-def add_entry(body: DirectoryIn, request: Request, response: Response, app: App,
+def add_entry(body: DirectoryIn, request: Request, app: App,
               principal: Annotated[Principal, Depends(COORD)],
-              idempotency_key: IdempotencyKey = None) -> DirectoryOut:
-    eid = once(request, "contact", principal, idempotency_key, "POST /contact/directory", body,
-               lambda: str(app.add_directory_entry(_fields(body)).id))
-    entry = app.get_directory_entry(UUID(eid))
-    created(response, f"/contact/directory/{eid}", entry.version)
-    return directory_out(entry)
+              idempotency_key: IdempotencyKey = None) -> Response:
+    def show(entry: DirectoryEntry) -> tuple[DirectoryOut, str, int]:
+        return directory_out(entry), f"/contact/directory/{entry.id}", entry.version
+
+    return created_once(request, principal, idempotency_key, "POST /contact/directory", body,
+                        create=lambda: app.add_directory_entry(_fields(body)),
+                        ident=lambda entry: str(entry.id),
+                        load=lambda eid: app.get_directory_entry(UUID(eid)), show=show)
 
 
 @router.get("/directory", response_model=DirectoryPage, summary="Find services",
@@ -52,7 +63,7 @@ def add_entry(body: DirectoryIn, request: Request, response: Response, app: App,
                                   "offset; opening hours are London wall-clock time), e.g. "
                                   "bereavement support open on Sunday at 22:00."))
 def search(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
-           need: IssueCategory | None = None, open_at: AwareDatetime | None = None,
+           need: IssueCategory | None = None, open_at: Instant | None = None,
            limit: Annotated[int, Query(ge=1, le=500)] = 100,
            cursor: Cursor = None) -> DirectoryPage:
     items, next_cursor = app.search_directory(need.value if need else None, open_at, limit,

@@ -33,6 +33,7 @@ from services.contact.domain import (
     ReferralSource,
     RiskLevel,
 )
+from shared.kernel import ERASED, is_sealed
 from shared.privacy import KeyStore
 from shared.web.auth import Principal
 
@@ -60,7 +61,7 @@ def caller_out(keys: KeyStore, caller: Caller) -> CallerOut:
     return CallerOut.model_validate({
         "caller_ref": caller.caller_ref,
         "alias": keys.reveal(caller.alias),
-        "has_phone": caller.phone is not None,
+        "has_phone": caller.has_phone,
         "gender": caller.gender,
         "age_band": caller.age_band,
         "consent_to_keep_history": caller.consent_to_keep_history,
@@ -258,8 +259,10 @@ class ReferralOut(BaseModel):
     id: UUID
     received_at: datetime
     source: ReferralSource
-    referrer_organisation: str | None
-    caller_ref: str
+    referrer_organisation: str | None = Field(description="`[erased]` after the caller's "
+                                              "erasure.")
+    caller_ref: str | None = Field(description="Who was referred; null in a partner's "
+                                   "answer (a partner learns nothing of who calls the line).")
     reason: str | None
     status: str
     outcome_reason: str | None
@@ -272,13 +275,24 @@ class ReferralPage(BaseModel):
     next_cursor: str | None = None
 
 
-def referral_out(keys: KeyStore, referral: Referral) -> ReferralOut:
+def _organisation(keys: KeyStore, referral: Referral) -> str | None:
+    """Sealed with the caller's key; a referral recorded before it was sealed keeps it
+    in clear in its event, shown only while the caller's personal data exists."""
+    value = referral.referrer_organisation
+    if value is None or is_sealed(value):
+        return keys.reveal(value)
+    return ERASED if keys.is_erased(str(referral.caller_id)) else value
+
+
+def referral_out(keys: KeyStore, referral: Referral, *, for_partner: bool = False
+                 ) -> ReferralOut:
+    """A referral; in a partner's answer, without who was referred."""
     return ReferralOut.model_validate({
         "id": referral.id,
         "received_at": referral.received_at,
         "source": referral.source,
-        "referrer_organisation": referral.referrer_organisation,
-        "caller_ref": referral.caller_ref,
+        "referrer_organisation": _organisation(keys, referral),
+        "caller_ref": None if for_partner else referral.caller_ref,
         "reason": keys.reveal(referral.reason),
         "status": referral.status,
         "outcome_reason": keys.reveal(referral.outcome_reason),

@@ -1,5 +1,11 @@
 """Referrals: partners (and the coordinator) refer someone in, with their consent to be
 contacted; the coordinator works the queue and accepts or declines each, with a reason.
+
+A partner learns nothing about who else calls the line: it refers with the person's
+details (a ``caller_ref`` from a partner is one 422, whatever it names), a known number
+is matched inside with the same 201 as a new one, its answer does not show which caller
+was referred, and a retry with its ``Idempotency-Key`` gets that first answer, not the
+decision taken since (``services.contact.referrals``).
 """
 
 from __future__ import annotations
@@ -9,24 +15,37 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from services.contact.api.callers import CallerIn, new_caller
-from services.contact.api.common import COORD, REFER, App, CallerRef, LongText, Short, Strict, Text
+from services.contact.api.common import (
+    COORD,
+    REFER,
+    App,
+    CallerRef,
+    LongText,
+    Short,
+    Strict,
+    Text,
+    created_once,
+)
 from services.contact.api.presenters import ReferralOut, ReferralPage, referral_out
-from services.contact.domain import ReferralSource
-from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, once, roles_doc, with_etag
+from services.contact.domain import Referral, ReferralSource
+from shared.web.auth import Principal, Role
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.types import Instant
 
 router = APIRouter()
 
 
 class ReferralIn(Strict):
-    received_at: AwareDatetime | None = Field(default=None, description="Default: now.")
+    received_at: Instant | None = Field(default=None, description="Default: now.")
     source: ReferralSource
     referrer_organisation: Short | None = None
-    caller_ref: CallerRef | None = None
-    caller: CallerIn | None = Field(default=None, description="A new caller, inline.")
+    caller_ref: CallerRef | None = Field(default=None, description="A known caller "
+                                         "(the coordinator only: a partner gives `caller`).")
+    caller: CallerIn | None = Field(default=None, description="The person, inline: a "
+                                    "known number refers that caller.")
     reason: LongText | None = None
     consent_to_contact: bool
 
@@ -37,25 +56,34 @@ class DecisionIn(Strict):
 
 @router.post("/referrals", status_code=201, response_model=ReferralOut,
              summary="Refer someone to the service",
-             description=roles_doc(REFER, "An existing `caller_ref`, or a new caller inline. "
-                                   "Without `consent_to_contact: true` it is refused (422)."))
-def refer(body: ReferralIn, request: Request, response: Response, app: App,
+             description=roles_doc(REFER, "The person inline (`caller`: a known number "
+                                   "refers that caller, with the same answer), or, for the "
+                                   "coordinator, an existing `caller_ref` (422 from a "
+                                   "partner, whatever it names). Without "
+                                   "`consent_to_contact: true` it is refused (422). A "
+                                   "partner's answer does not name the caller "
+                                   "(`caller_ref` null)."))
+def refer(body: ReferralIn, request: Request, app: App,
           principal: Annotated[Principal, Depends(REFER)],
-          idempotency_key: IdempotencyKey = None) -> ReferralOut:
-    def create() -> str:
-        referral = app.receive_referral(
+          idempotency_key: IdempotencyKey = None) -> Response:
+    partner = principal.role == Role.PARTNER
+
+    def create() -> Referral:
+        return app.referrals.receive(
             received_at=body.received_at, source=body.source.value,
             referrer_organisation=body.referrer_organisation, caller_ref=body.caller_ref,
             new_caller=new_caller(body.caller) if body.caller else None,
             reason=body.reason, consent_to_contact=body.consent_to_contact,
+            by_partner=partner,
         )
-        return str(referral.id)
 
-    rid = once(request, "contact", principal, idempotency_key, "POST /contact/referrals", body,
-               create)
-    referral = app.get_referral(UUID(rid))
-    created(response, f"/contact/referrals/{rid}", referral.version)
-    return referral_out(app.keys, referral)
+    def show(referral: Referral) -> tuple[ReferralOut, str, int]:
+        return (referral_out(app.keys, referral, for_partner=partner),
+                f"/contact/referrals/{referral.id}", referral.version)
+
+    return created_once(request, principal, idempotency_key, "POST /contact/referrals", body,
+                        create=create, ident=lambda referral: str(referral.id),
+                        load=lambda rid: app.referrals.get(UUID(rid)), show=show)
 
 
 @router.get("/referrals", response_model=ReferralPage, summary="The referral queue",
@@ -65,7 +93,7 @@ def referrals(app: App, _p: Annotated[Principal, Depends(COORD)],
                                 Query(pattern="^(received|accepted|declined)$")] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
               cursor: Cursor = None) -> ReferralPage:
-    found, next_cursor = app.list_referrals(status, limit, cursor)
+    found, next_cursor = app.referrals.queue(status, limit, cursor)
     return ReferralPage(items=[referral_out(app.keys, x) for x in found],
                         next_cursor=next_cursor)
 
@@ -74,7 +102,7 @@ def referrals(app: App, _p: Annotated[Principal, Depends(COORD)],
             description=roles_doc(COORD))
 def get_referral(referral_id: UUID, response: Response, app: App,
                  _p: Annotated[Principal, Depends(COORD)]) -> ReferralOut:
-    referral = app.get_referral(referral_id)
+    referral = app.referrals.get(referral_id)
     with_etag(response, referral.version)
     return referral_out(app.keys, referral)
 
@@ -84,8 +112,8 @@ def _decide(accept: bool) -> Callable[..., ReferralOut]:
 
     def decide(referral_id: UUID, body: DecisionIn, response: Response, app: App,
                _p: Annotated[Principal, Depends(COORD)], if_match: IfMatch) -> ReferralOut:
-        referral = app.decide_referral(referral_id, accept=accept, reason=body.reason,
-                                       expected_version=if_match)
+        referral = app.referrals.decide(referral_id, accept=accept, reason=body.reason,
+                                        expected_version=if_match)
         with_etag(response, referral.version)
         return referral_out(app.keys, referral)
 

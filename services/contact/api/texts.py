@@ -16,16 +16,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from services.contact.api.common import ON_CALL, App, Strict
+from services.contact.api.common import ON_CALL, App, Strict, created_once
 from services.contact.api.presenters import (
     TextMessageOut,
     TextThreadOut,
     text_message_out,
     text_thread_out,
 )
+from services.contact.domain import Contact
 from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, created, once, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, roles_doc, with_etag
 from shared.web.middleware import correlation_of
 from shared.web.problems import Forbidden, Problem, Unprocessable
 
@@ -137,7 +138,7 @@ async def inbound_text(request: Request, app: App) -> Response:
     return Response(TWIML_EMPTY, media_type="text/xml")
 
 
-@router.get("/texts/{contact_id}", response_model=TextThreadOut,
+@router.get("/texts/{contact_id:uuid}", response_model=TextThreadOut,
             summary="A text conversation",
             description=roles_doc(ON_CALL, "The messages in order, with direction, time, "
                                   "body (`[erased]` after erasure) and who sent each reply. "
@@ -150,26 +151,33 @@ def text_thread(contact_id: UUID, response: Response, app: App,
     return text_thread_out(app.keys, contact, can_reply=can_reply)
 
 
-@router.post("/texts/{contact_id}/reply", status_code=201, response_model=TextMessageOut,
-             summary="Reply by text",
+@router.post("/texts/{contact_id:uuid}/reply", status_code=201,
+             response_model=TextMessageOut, summary="Reply by text",
+             responses={502: {"description": "The SMS provider refused the text: nothing "
+                                             "recorded."}},
              description=roles_doc(ON_CALL, "Sends the text through the SMS provider (in "
                                    "embedded mode: the outbox) and records it. Refused (422) "
                                    "unless the caller consented to texts and is not erased. "
                                    "Location names the message in the conversation. Send "
                                    "`Idempotency-Key` to make a retry safe (it never sends "
                                    "twice). 502 if the provider refuses: nothing recorded."))
-def reply_text(contact_id: UUID, body: ReplyIn, request: Request, response: Response,
-               app: App, principal: Annotated[Principal, Depends(ON_CALL)],
-               idempotency_key: IdempotencyKey = None) -> TextMessageOut:
-    def create() -> str:
+def reply_text(contact_id: UUID, body: ReplyIn, request: Request, app: App,
+               principal: Annotated[Principal, Depends(ON_CALL)],
+               idempotency_key: IdempotencyKey = None) -> Response:
+    def create() -> tuple[Contact, int]:
         try:
-            _, n = app.texts.reply(contact_id, body=body.body)
+            return app.texts.reply(contact_id, body=body.body)
         except SmsSendError as e:
             raise SmsProviderFailed(str(e)) from None
-        return str(n)
 
-    n = int(once(request, "contact", principal, idempotency_key,
-                 f"POST /contact/texts/{contact_id}/reply", body, create))
-    contact, _ = app.texts.thread(contact_id)
-    created(response, f"/contact/texts/{contact_id}#m{n}", contact.version)
-    return text_message_out(app.keys, n, contact.messages[n - 1])
+    def load(n: str) -> tuple[Contact, int]:
+        return app.texts.thread(contact_id)[0], int(n)
+
+    def show(sent: tuple[Contact, int]) -> tuple[TextMessageOut, str, int]:
+        contact, n = sent
+        return (text_message_out(app.keys, n, contact.messages[n - 1]),
+                f"/contact/texts/{contact_id}#m{n}", contact.version)
+
+    return created_once(request, principal, idempotency_key,
+                        f"POST /contact/texts/{contact_id}/reply", body, create=create,
+                        ident=lambda sent: str(sent[1]), load=load, show=show)

@@ -14,7 +14,11 @@ from services.contact.domain.codes import (
 )
 from services.contact.domain.contact import Contact
 from services.contact.domain.directory import DirectoryEntry, is_open
-from services.contact.domain.referral import Referral, check_consent_to_contact
+from services.contact.domain.referral import (
+    Referral,
+    check_consent_to_contact,
+    check_referrer_may_name_caller,
+)
 from services.contact.domain.values import FollowUp
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "RiskLevel",
     "caller_id_for",
     "check_consent_to_contact",
+    "check_referrer_may_name_caller",
     "is_open",
     "new_caller_ref",
 ]

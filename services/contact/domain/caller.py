@@ -109,6 +109,11 @@ class Caller(Aggregate):
             raise InvalidCommand("caller_ref", "this caller's personal data was erased")
 
     @property
+    def has_phone(self) -> bool:
+        """A number is kept for them (none once erased: it can no longer be read)."""
+        return self.phone is not None and not self.erased
+
+    @property
     def may_receive_texts(self) -> bool:
         """Texts go only to a caller who consented to them and was not erased."""
         return self.consent_to_text and not self.erased

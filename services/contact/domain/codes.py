@@ -5,7 +5,7 @@ and feed the monitoring report. No I/O here.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -110,5 +110,13 @@ REFERRAL_SOURCES = _values(ReferralSource)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 DEFAULT_SKEW = timedelta(minutes=5)
+# Plausible times (``values.record_time``, ``FollowUp``): nothing the line records
+# happened before 2000; a contact, referral or text is at most a day ahead of the
+# service's clock (a contact's start is also not in the future, beyond DEFAULT_SKEW); a
+# follow-up is due at most two years ahead.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+RECORD_AHEAD = timedelta(days=1)
+FOLLOW_UP_AHEAD = timedelta(days=731)
 CALL_BACK_WITHIN = timedelta(hours=1)
 MAX_SUPPORTERS = 10  # named on one contact
+MAX_SUPPORTER_ID = 100  # characters: a token's `sub`

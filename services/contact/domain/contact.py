@@ -25,14 +25,20 @@ from services.contact.domain.codes import (
     FollowUpKind,
     RiskLevel,
 )
-from services.contact.domain.values import FollowUp, Meta, actor_of, contact_times, supporters_of
+from services.contact.domain.values import (
+    FollowUp,
+    Meta,
+    actor_of,
+    contact_times,
+    record_time,
+    supporters_of,
+)
 from shared.kernel import (
     Aggregate,
     InvalidCommand,
     NotKnown,
     RuleBroken,
     one_of,
-    require_aware,
     require_codes,
     require_sealed,
 )
@@ -75,7 +81,7 @@ class Contact(Aggregate):
         started, ended = contact_times(started_at, ended_at, now, skew)
         codes = require_codes("issues", issues, ISSUES, at_least=1 if answered else 0)
         supporters = supporters_of(supporter_ids)
-        scheduled = follow_up.scheduled() if follow_up is not None else None
+        scheduled = follow_up.scheduled(now) if follow_up is not None else None
         if not answered and number_known and scheduled is None:
             scheduled = {"kind": FollowUpKind.CALL_BACK.value,
                          "due_by": started + CALL_BACK_WITHIN, "what": None}
@@ -107,11 +113,13 @@ class Contact(Aggregate):
 
     @classmethod
     def open_text_thread(cls, *, caller_id: uuid.UUID, caller_ref: str, age_band: str | None,
-                         gender: str | None, started_at: datetime) -> Contact:
+                         gender: str | None, started_at: datetime,
+                         now: datetime | None = None) -> Contact:
         """A text conversation started by a caller's message (the SMS webhook)."""
+        started = record_time("started_at", started_at, now or datetime.now(UTC))
         return cls._create(
             cls.Logged, channel=Channel.TEXT.value, direction=Direction.INBOUND.value,
-            started_at=require_aware("started_at", started_at), ended_at=None, issues=[],
+            started_at=started, ended_at=None, issues=[],
             caller_id=caller_id, caller_ref=caller_ref, age_band=age_band, gender=gender,
             shift_id=None, supporter_ids=[], caller_is=None, summary=None, signposted_to=[],
             answered=True, phone=None,
@@ -206,7 +214,10 @@ class Contact(Aggregate):
     def assess_risk(self, *, level: str, factors: str | None, protective_factors: str | None,
                     decision: str, reasoning: str | None,
                     now: datetime | None = None) -> int:
-        """Add a risk assessment. Earlier ones are never changed: the new one supersedes."""
+        """Add a risk assessment; earlier ones are never changed: the new one supersedes.
+        The closing rule holds whatever the order: an ``immediate`` assessment of a contact
+        closed without an escalation or a reason for none is recorded (never refused for
+        coming late) and reopens it (``Reopened``) until it closes by the rule again."""
         one_of("level", level, RISK_LEVELS)
         if decision is None:
             raise InvalidCommand("decision", "a risk assessment records its decision")
@@ -218,6 +229,8 @@ class Contact(Aggregate):
             reasoning=require_sealed("reasoning", reasoning),
             supersedes=n - 1 if n > 1 else None, at=now or datetime.now(UTC),
         )
+        if self.closed and self._needs_escalation(self.no_escalation_reason):
+            self._reopened()
         return n
 
     class RiskAssessed(Aggregate.Event):
@@ -241,6 +254,13 @@ class Contact(Aggregate):
             "assessed_by": actor_of(meta), "assessed_at": at,
         })
 
+    class Reopened(Aggregate.Event):
+        meta: dict[str, str]
+
+    @event(Reopened)
+    def _reopened(self) -> None:
+        self.closed = False
+
     # -- escalations ---------------------------------------------------------------------
     def escalate(self, *, kind: str, reason: str, reference: str | None,
                  now: datetime | None = None) -> int:
@@ -263,8 +283,7 @@ class Contact(Aggregate):
     def _escalated(self, meta: Meta = None, *, n: int, kind: str, reason: str | None,
                    reference: str | None, at: datetime) -> None:
         self.escalations.append({"n": n, "kind": kind, "reason": reason, "reference": reference,
-                                 "escalated_by": actor_of(meta),
-                                 "escalated_at": at})
+                                 "escalated_by": actor_of(meta), "escalated_at": at})
 
     # -- closing -------------------------------------------------------------------------
     def close(self, *, no_escalation_reason: str | None) -> None:
@@ -272,14 +291,15 @@ class Contact(Aggregate):
         reason for none."""
         if self.closed:
             raise RuleBroken("the contact is already closed")
-        if (self.risk_level == RiskLevel.IMMEDIATE and not self.escalations
-                and no_escalation_reason is None):
-            raise RuleBroken(
-                "the contact is at immediate risk: record an escalation, or the reason "
-                "for none (no_escalation_reason), before closing it"
-            )
+        if self._needs_escalation(no_escalation_reason):
+            raise RuleBroken("the contact is at immediate risk: record an escalation, or the "
+                             "reason for none (no_escalation_reason), before closing it")
         self._closed(no_escalation_reason=require_sealed("no_escalation_reason",
                                                          no_escalation_reason))
+
+    def _needs_escalation(self, no_escalation_reason: str | None) -> bool:
+        return (self.risk_level == RiskLevel.IMMEDIATE and not self.escalations
+                and no_escalation_reason is None)
 
     class Closed(Aggregate.Event):
         no_escalation_reason: str | None
@@ -333,10 +353,11 @@ class Contact(Aggregate):
         self.debrief_requested = True
 
     # -- text messages -------------------------------------------------------------------
-    def receive_message(self, *, body: str, at: datetime) -> None:
+    def receive_message(self, *, body: str, at: datetime, now: datetime | None = None) -> None:
         if self.channel != Channel.TEXT:
             raise RuleBroken("only a text conversation takes messages")
-        self._message_received(body=require_sealed("body", body), at=require_aware("at", at))
+        self._message_received(body=require_sealed("body", body),
+                               at=record_time("at", at, now or datetime.now(UTC)))
 
     class MessageReceived(Aggregate.Event):
         body: str | None
@@ -360,9 +381,10 @@ class Contact(Aggregate):
             raise RuleBroken("the caller has not consented to receiving texts")
 
     def send_message(self, *, body: str, at: datetime, provider_ref: str,
-                     caller: Caller | None) -> None:
+                     caller: Caller | None, now: datetime | None = None) -> None:
         self.check_can_send_message(caller)
-        self._message_sent(body=require_sealed("body", body), at=require_aware("at", at),
+        self._message_sent(body=require_sealed("body", body),
+                           at=record_time("at", at, now or datetime.now(UTC)),
                            provider_ref=provider_ref)
 
     class MessageSent(Aggregate.Event):

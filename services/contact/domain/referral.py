@@ -1,5 +1,7 @@
 """A referral into the line from another organisation (a GP, a crisis team), or a
-self-referral. It needs the person's consent to be contacted. No I/O here.
+self-referral. It needs the person's consent to be contacted. A partner refers with the
+person's details, never by ``caller_ref``; who referred them (``referrer_organisation``,
+a GP practice) is personal data about them and arrives sealed. No I/O here.
 """
 
 from __future__ import annotations
@@ -11,13 +13,12 @@ from eventsourcing.domain import event
 
 from services.contact.domain.caller import Caller
 from services.contact.domain.codes import DEFAULT_SKEW, REFERRAL_SOURCES
-from services.contact.domain.values import Meta, actor_of
+from services.contact.domain.values import Meta, actor_of, record_time
 from shared.kernel import (
     Aggregate,
     InvalidCommand,
     RuleBroken,
     one_of,
-    require_aware,
     require_not_future,
     require_sealed,
 )
@@ -30,6 +31,16 @@ def check_consent_to_contact(consent_to_contact: bool) -> None:
                              "a referral needs the person's consent to be contacted")
 
 
+def check_referrer_may_name_caller(*, by_partner: bool, names_caller: bool) -> None:
+    """A partner refers with the person's details, never by ``caller_ref``: a partner
+    must learn nothing of who calls the line, and the answer to a reference (known,
+    unknown, erased) would tell them. One answer whatever the value; the coordinator
+    may name a caller."""
+    if by_partner and names_caller:
+        raise InvalidCommand("caller_ref", "a partner refers with the person's details "
+                                           "(caller), not a caller_ref")
+
+
 class Referral(Aggregate):
     """A referral into the service from another organisation, or a self-referral."""
 
@@ -39,12 +50,14 @@ class Referral(Aggregate):
                 now: datetime | None = None, skew: timedelta = DEFAULT_SKEW) -> Referral:
         check_consent_to_contact(consent_to_contact)
         caller.check_can_be_named()
-        received = require_aware("received_at", received_at)
-        require_not_future("received_at", received, now or datetime.now(UTC), skew)
+        now = now or datetime.now(UTC)
+        received = record_time("received_at", received_at, now)
+        require_not_future("received_at", received, now, skew)
         one_of("source", source, REFERRAL_SOURCES)
         return cls._create(
             cls.Received, received_at=received, source=source,
-            referrer_organisation=referrer_organisation, caller_id=caller.id,
+            referrer_organisation=require_sealed("referrer_organisation", referrer_organisation),
+            caller_id=caller.id,
             caller_ref=caller.caller_ref, reason=require_sealed("reason", reason),
         )
 

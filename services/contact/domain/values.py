@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.contact.domain.codes import MAX_SUPPORTERS, FollowUpKind
-from shared.kernel import InvalidCommand, require_aware, require_not_future, require_sealed
+from services.contact.domain.codes import (
+    EARLIEST,
+    FOLLOW_UP_AHEAD,
+    MAX_SUPPORTER_ID,
+    MAX_SUPPORTERS,
+    RECORD_AHEAD,
+    FollowUpKind,
+)
+from shared.kernel import InvalidCommand, require_not_future, require_sealed, require_within
 
 # An event's who-and-why, read back where a record shows who did it. An apply method
 # that needs it takes ``meta: Meta = None`` before its ``*``: the library counts every
@@ -31,36 +38,43 @@ class FollowUp:
     by: datetime | None = None
     what: str | None = None
 
-    def scheduled(self) -> dict[str, Any] | None:
+    def scheduled(self, now: datetime) -> dict[str, Any] | None:
+        """What to record: due ``by`` a time from 2000 to two years ahead of ``now``."""
         if not self.needed:
             return None
         if self.by is None:
             raise InvalidCommand("follow_up.by",
                                  "a needed follow-up says when it must be done by (`by`)")
-        return {"kind": FollowUpKind.AGREED.value, "due_by": require_aware("follow_up.by", self.by),
+        due = require_within("follow_up.by", self.by, EARLIEST, now + FOLLOW_UP_AHEAD)
+        return {"kind": FollowUpKind.AGREED.value, "due_by": due,
                 "what": require_sealed("follow_up.what", self.what)}
 
 
+def record_time(field: str, value: datetime, now: datetime) -> datetime:
+    """When a contact, referral or text happened: from 2000-01-01 to a day ahead of
+    ``now``, kept in UTC."""
+    return require_within(field, value, EARLIEST, now + RECORD_AHEAD)
+
+
 def contact_times(started_at: datetime, ended_at: datetime | None, now: datetime,
-           skew: timedelta) -> tuple[datetime, datetime | None]:
-    started = require_aware("started_at", started_at)
+                  skew: timedelta) -> tuple[datetime, datetime | None]:
+    started = record_time("started_at", started_at, now)
     require_not_future("started_at", started, now, skew)
     ended = None
     if ended_at is not None:
-        ended = require_aware("ended_at", ended_at)
+        ended = record_time("ended_at", ended_at, now)
         require_not_future("ended_at", ended, now, skew)
         if ended < started:
             raise InvalidCommand("ended_at", "is before started_at")
     return started, ended
 
 
-
-
 def supporters_of(ids: list[str] | None) -> list[str]:
     out: list[str] = []
     for s in ids or []:
-        if not isinstance(s, str) or not s.strip() or len(s) > 100:
-            raise InvalidCommand("supporter_ids", "each supporter id is a non-empty string")
+        if not isinstance(s, str) or not s.strip() or len(s) > MAX_SUPPORTER_ID:
+            raise InvalidCommand("supporter_ids", "each supporter id is a non-empty string "
+                                 f"of at most {MAX_SUPPORTER_ID} characters")
         if s not in out:
             out.append(s)
     if len(out) > MAX_SUPPORTERS:
