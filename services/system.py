@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,12 +26,14 @@ from services.registry import MODULES, SERVICES
 from shared.config import Settings
 from shared.eventstore.application import Adapters, ServiceApplication
 from shared.eventstore.projection import LocalProjector, Projection
+from shared.eventstore.reactions import Reactor
 from shared.eventstore.store import (
     create_engine,
     eventsourcing_env,
     protect_data_dir,
     startup_lock,
 )
+from shared.kernel import acting
 from shared.logging import get_logger
 from shared.messaging.bus import Bus
 from shared.messaging.consumer import Consumer
@@ -182,10 +185,12 @@ class ServiceRuntime:
         async with contextlib.AsyncExitStack() as stack:
             for c in self.consumers:  # live events wait while the models are replayed
                 await stack.enter_async_context(c.lock)
-            for projection in {c.projection for c in self.consumers}:
+            # Read models only: a service's reactions are its own events, never replayed.
+            feeding = [c for c in self.consumers if isinstance(c.projection, Projection)]
+            for projection in {c.projection for c in feeding}:
                 assert isinstance(projection, Projection)
                 await asyncio.to_thread(projection.drop)
-            for c in self.consumers:
+            for c in feeding:
                 before = c.backfilled_count
                 await c.backfill_from_start()
                 applied[c.upstream] = c.backfilled_count - before
@@ -230,18 +235,28 @@ class System:
         remote = HttpEventSource(settings.base_url_for, self.service_token)
         self.event_source = event_source or FallbackEventSource(local, remote)
         for rt in self.runtimes.values():
+            # Consumers of other services' streams: into read models, and into the
+            # service's own reactions (events answered with events, tracked alike).
+            targets: list[tuple[Any, str]] = [
+                (rt.projections[model.name], upstream)
+                for model in rt.module.read_models for upstream in model.subscriptions
+            ]
+            reactions = rt.module.reactions
+            if reactions is not None:
+                reactor = Reactor(rt.app, reactions)
+                targets += [(reactor, upstream) for upstream in reactions.subscriptions]
             rt.consumers = [
                 Consumer(
-                    rt.projections[model.name],
+                    target,
                     upstream,
                     self.bus,
                     self.event_source,
                     batch_size=settings.consumer_batch_size,
                     reconcile_interval_s=settings.consumer_reconcile_interval_s,
                 )
-                for model in rt.module.read_models
-                for upstream in model.subscriptions
+                for target, upstream in targets
             ]
+        self._ticks: list[asyncio.Task[None]] = []
         self._started = False
 
     def _adapters(self, module: ServiceModule, engine: Engine) -> Adapters:
@@ -300,10 +315,27 @@ class System:
         for rt in self.runtimes.values():
             for c in rt.consumers:
                 await c.start()
+        self._ticks = [asyncio.create_task(self._tick(rt), name=f"tick-{rt.name}")
+                       for rt in self.runtimes.values()]
         self._started = True
         log.info("system_started", services=list(self.runtimes))
 
+    async def _tick(self, rt: ServiceRuntime) -> None:
+        """The service's clock work (``ServiceApplication.tick``), now and then, as the
+        service itself; a failure is logged by type and tried at the next tick."""
+        while True:
+            await asyncio.sleep(self.settings.tick_interval_s)
+            try:
+                with acting(f"service:{rt.name}"):
+                    await asyncio.to_thread(rt.app.tick, datetime.now(UTC))
+            except Exception as e:
+                log.warning("tick_failed", service=rt.name, error_type=type(e).__name__)
+
     async def stop(self) -> None:
+        for task in self._ticks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for rt in self.runtimes.values():
             for c in rt.consumers:
                 await c.stop()

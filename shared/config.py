@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often the relay looks for events saved elsewhere."
     )
     relay_ack_timeout_s: float = Field(default=5.0, gt=0)
+    tick_interval_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="How often each service does its work due by the clock (a shift that "
+        "started without its check-ins, a debrief overdue).",
+    )
     db_pool_timeout_s: float = Field(
         default=5.0, gt=0, le=60,
         description="How long a request waits for a database connection (and a PostgreSQL "

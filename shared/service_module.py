@@ -15,6 +15,7 @@ from fastapi import APIRouter
 
 from shared.eventstore.application import Public, ServiceApplication
 from shared.eventstore.projection import ReadModel
+from shared.eventstore.reactions import Reactions
 
 # The adapters a service may ask the composition root for (beside its engine and
 # settings, which every service gets): ``keys`` (per-subject keys), ``phones`` (the
@@ -30,7 +31,9 @@ def no_public_events(event: Any) -> Public | None:
 class ServiceModule:
     """One service: its name, application class, router, the mapping of its domain
     events to public integration events (outbound), its read models (each fed by its
-    own log or by subscriptions to other services' streams) and the adapters it uses."""
+    own log or by subscriptions to other services' streams), its reactions to other
+    services' events (inbound events answered with its own, ``handlers.py``) and the
+    adapters it uses."""
 
     name: str
     application: type[ServiceApplication]
@@ -38,6 +41,7 @@ class ServiceModule:
     public_events: Callable[[Any], Public | None] = no_public_events
     read_models: tuple[ReadModel, ...] = ()
     adapters: frozenset[str] = field(default_factory=frozenset)
+    reactions: Reactions | None = None
 
     def __post_init__(self) -> None:
         unknown = self.adapters - ADAPTERS
@@ -48,6 +52,10 @@ class ServiceModule:
     def subscriptions(self) -> tuple[str, ...]:
         """The services whose streams this one consumes."""
         out: list[str] = []
-        for model in self.read_models:
-            out.extend(s for s in model.subscriptions if s not in out)
+        upstreams = [s for model in self.read_models for s in model.subscriptions]
+        if self.reactions is not None:
+            upstreams.extend(self.reactions.subscriptions)
+        for upstream in upstreams:
+            if upstream not in out:
+                out.append(upstream)
         return tuple(out)

@@ -144,6 +144,11 @@ class ServiceApplication(Application[UUID]):
         self.settings = adapters.settings
         self.clock_skew = timedelta(seconds=adapters.settings.clock_skew_s)
 
+    def tick(self, now: datetime) -> None:
+        """Work due by the clock (a shift that started uncovered, a debrief overdue),
+        run by the composition root every ``SOLIDARITY_TICK_INTERVAL_S`` as the service
+        itself. Nothing by default."""
+
     def attach_projector(self, projector: LocalProjector) -> None:
         """A read model of this service's own events: kept up to date after each save."""
         self.projectors[projector.name] = projector
