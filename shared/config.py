@@ -12,10 +12,10 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(
         default=300, ge=0, description="How far in the future a client timestamp may be."
     )
+    on_shift_before_min: int = Field(
+        default=30, ge=0, le=24 * 60,
+        description="A supporter assigned to a shift is on shift (reads a caller's history, "
+        "reads and answers texts) from this many minutes before the shift starts.",
+    )
+    on_shift_after_min: int = Field(
+        default=60, ge=0, le=24 * 60,
+        description="A supporter assigned to a shift stays on shift until this many minutes "
+        "after the shift ends.",
+    )
     sms_provider: Literal["outbox", "twilio"] = Field(
         default="outbox",
         description="Where text replies go: `outbox` (embedded mode: stored, sealed, in the "
@@ -136,6 +146,37 @@ class Settings(BaseSettings):
         "configured there (https://.../contact/texts/inbound): the signature covers it. "
         "Unset: the URL of the request as received.",
     )
+
+    # -- the shift service: eligibility, supervision, the rota's clock, debriefs ----------
+    required_courses: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["induction", "mental_health_first_aid",
+                                 "safeguarding_adults"],
+        description="The courses a supporter needs current training in to be eligible for "
+        "on-call shifts, comma separated (`induction,safeguarding_adults`); empty: none. "
+        "The shift service refuses to start with a course it does not know.",
+    )
+    supervision_overdue_days: int = Field(
+        default=42, ge=1, le=3660,
+        description="A supporter's supervision is overdue this many days after their last "
+        "one (or their start date, if never supervised).",
+    )
+    shift_uncovered_grace_min: int = Field(
+        default=15, ge=0, le=24 * 60,
+        description="A shift that started this many minutes ago without as many check-ins "
+        "as it needs is recorded as uncovered (ShiftUncovered); its bag is checked then too.",
+    )
+    debrief_overdue_hours: int = Field(
+        default=72, ge=1, le=24 * 366,
+        description="A debrief still open this many hours after it was requested is "
+        "flagged overdue.",
+    )
+
+    @field_validator("required_courses", mode="before")
+    @classmethod
+    def _courses(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: comma separated
+            return [c.strip() for c in value.split(",") if c.strip()]
+        return value
 
     @cached_property
     def is_postgres(self) -> bool:

@@ -4,7 +4,9 @@ presenters; text conversations are ``texts.py``, referrals ``referrals.py``.
 
 It seals personal data before the domain sees it (``shared.privacy``), keeps the phone
 lookup index, and reads its own read tables (``read_model.py``, kept by the platform's
-projector) for lists and searches.
+projector) for lists and searches, and the rota (``rota.py``, fed by the shift
+service's events) for what a command needs of it: the domain decides with it who is on
+shift, which shift a contact belongs to and who may be named on it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from services.contact import read_model as views
+from services.contact import rota
 from services.contact.domain import (
     Caller,
     Contact,
     DirectoryEntry,
     FollowUp,
     NewCaller,
+    OnShiftWindow,
     caller_id_for,
     is_open,
     new_caller_ref,
@@ -44,8 +48,8 @@ from shared.privacy import KeyStore, PhoneIndex, normalise_uk_phone
 from shared.web.auth import Principal, Role
 
 VIEWS = "contact-views"
+HISTORY = "read a caller's history"
 LONDON = ZoneInfo("Europe/London")
-ON_SHIFT_WINDOW = timedelta(hours=12)
 
 
 class ContactApplication(ServiceApplication):
@@ -56,6 +60,7 @@ class ContactApplication(ServiceApplication):
     phones: PhoneIndex
     texts: Texts
     referrals: Referrals
+    on_shift_window: OnShiftWindow
 
     def bind(self, adapters: Adapters) -> None:
         super().bind(adapters)
@@ -64,10 +69,27 @@ class ContactApplication(ServiceApplication):
         self.phones = adapters.phones
         self.texts = Texts(self, adapters.sms)
         self.referrals = Referrals(self)
+        self.on_shift_window = OnShiftWindow(
+            before=timedelta(minutes=adapters.settings.on_shift_before_min),
+            after=timedelta(minutes=adapters.settings.on_shift_after_min))
 
     def _views(self) -> Engine:
         """The read tables (``read_model.py``), up to date with every acknowledged write."""
         return self.read_model(VIEWS)
+
+    def _rota(self) -> Engine:
+        """The rota's tables (``rota.py``). They are fed by the consumer of the shift
+        service's stream, not by this service's saves: nothing to catch up here; they
+        are as recent as the last shift event that arrived."""
+        return self.engine
+
+    def check_on_shift(self, principal: Principal, doing: str) -> None:
+        """The coordinator, or a supporter on shift now (the domain's rule, on the rota);
+        NotPermitted otherwise."""
+        now = datetime.now(UTC)
+        known = rota.of_supporter(self._rota(), principal.sub, now, self.on_shift_window)
+        known.check_on_shift(role=principal.role, sub=principal.sub, now=now,
+                             window=self.on_shift_window, doing=doing)
 
     def _seal(self, subject: UUID | str, value: str | None) -> str | None:
         return self.keys.seal(str(subject), value)
@@ -153,22 +175,19 @@ class ContactApplication(ServiceApplication):
         return caller
 
     def may_read_history(self, principal: Principal) -> bool:
-        """The coordinator, or a supporter on shift. Until the shift service publishes its
-        rota, 'on shift' means: named on a contact that started in the last 12 hours."""
-        if principal.role == Role.COORDINATOR:
-            return True
-        if principal.role != Role.SUPPORTER:
+        """The coordinator, or a supporter on shift (assigned to a shift on the rota that
+        is on now, with the window of the settings)."""
+        try:
+            self.check_on_shift(principal, HISTORY)
+        except NotPermitted:
             return False
-        since = datetime.now(UTC) - ON_SHIFT_WINDOW
-        return views.supporter_active_since(self._views(), principal.sub, since)
+        return True
 
     def caller_history(self, caller_ref: str, *, purpose: str,
                        principal: Principal) -> list[Any]:
         """The caller's contacts, newest first, as read-table rows (summaries sealed).
         The read itself is recorded, with its purpose, before anything is shown."""
-        if not self.may_read_history(principal):
-            raise NotPermitted("Only the coordinator or a supporter on shift may read a "
-                               "caller's history.")
+        self.check_on_shift(principal, HISTORY)
         caller = self.get_caller(caller_ref)
         caller.check_history_readable()  # before the purpose is sealed with their key
         sealed = None if caller.erased else self._seal(caller.id, purpose)
@@ -192,7 +211,7 @@ class ContactApplication(ServiceApplication):
     def log_contact(self, *, channel: str, started_at: datetime, issues: list[str],
                     direction: str = "inbound", ended_at: datetime | None = None,
                     caller_ref: str | None = None, shift_id: UUID | None = None,
-                    supporter_ids: Sequence[str] = (), caller_is: str | None = None,
+                    supporter_ids: Sequence[str | UUID] = (), caller_is: str | None = None,
                     summary: str | None = None, signposted_to: Sequence[UUID] = (),
                     follow_up: FollowUp | None = None, distressing: bool = False,
                     answered: bool = True, phone: str | None = None) -> Contact:
@@ -217,7 +236,8 @@ class ContactApplication(ServiceApplication):
         contact = Contact.log(
             id=contact_id, channel=channel, direction=direction, started_at=started_at,
             ended_at=ended_at, issues=issues, caller=caller, shift_id=shift_id,
-            supporter_ids=list(supporter_ids), caller_is=caller_is,
+            supporter_ids=[str(s) for s in supporter_ids], caller_is=caller_is,
+            rota=rota.for_contact(self._rota(), supporter_ids, started_at),
             summary=self._seal(subject, summary),
             signposted_to=[str(s) for s in signposted_to], follow_up=follow_up,
             distressing=distressing, answered=answered, phone=self._seal(subject, number),

@@ -1,13 +1,13 @@
 """The contact service's own read tables, projected from its events by the platform's
 projector (``shared.eventstore.projection``): contacts by caller and date, who handled
 each, follow-ups due, the referral queue and the directory. Free text stays sealed here
-as in the events.
+as in the events. (What the contact service knows of the rota, fed by the shift
+service's events, is another read model: ``rota.py``.)
 
 Times are native ``DateTime(timezone=True)`` columns holding UTC: PostgreSQL keeps a
 ``timestamptz``; SQLite keeps zero-padded naive text (``0387-07-26 ...`` sorts before
-``2026-...``), read back here as UTC. Lists are lists: JSON arrays for display, and the
-supporters named on a contact also as rows of ``v_contact_supporters``, so that "who
-handled it" is an exact match on an id, whatever characters the id holds.
+``2026-...``), read back here as UTC. Lists are lists (JSON arrays), never comma-joined
+text, so that "who handled it" is an exact match on an id.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.contact.domain import Contact, DirectoryEntry, Referral
-from services.contact.domain.codes import MAX_SUPPORTER_ID
 from shared.kernel import InvalidCommand
 
 metadata = sa.MetaData()
@@ -43,22 +42,13 @@ contacts = sa.Table(
     sa.Column("started_at", Instant, nullable=False, index=True),
     sa.Column("ended_at", Instant),
     sa.Column("shift_id", sa.String(36)),
-    sa.Column("supporter_ids", sa.JSON, nullable=False),  # for display: v_contact_supporters
+    sa.Column("supporter_ids", sa.JSON, nullable=False),
     sa.Column("issues", sa.JSON, nullable=False),
     sa.Column("caller_is", sa.String(30)),
     sa.Column("signposted_to", sa.JSON, nullable=False),
     sa.Column("summary", sa.Text),  # sealed
     sa.Column("risk_level", sa.String(10)),
     sa.Column("closed", sa.Boolean, nullable=False),
-)
-
-contact_supporters = sa.Table(
-    "v_contact_supporters",
-    metadata,
-    sa.Column("contact_id", sa.String(36), primary_key=True),
-    sa.Column("supporter_id", sa.String(MAX_SUPPORTER_ID), primary_key=True),
-    sa.Column("started_at", Instant, nullable=False),  # the contact's, never corrected
-    sa.Index("ix_v_contact_supporters_since", "supporter_id", "started_at"),
 )
 
 follow_ups = sa.Table(
@@ -129,10 +119,6 @@ def apply(conn: Connection, ev: Any) -> None:
             caller_is=ev.caller_is, signposted_to=list(ev.signposted_to), summary=ev.summary,
             risk_level=None, closed=False,
         ))
-        if ev.supporter_ids:
-            conn.execute(sa.insert(contact_supporters), [
-                {"contact_id": cid, "supporter_id": sub, "started_at": started}
-                for sub in dict.fromkeys(ev.supporter_ids)])
     elif isinstance(ev, Contact.Corrected):
         values: dict[str, Any] = {}
         if ev.issues is not None:
@@ -182,17 +168,6 @@ def apply(conn: Connection, ev: Any) -> None:
 
 
 # -------------------------------------------------------------------------- queries
-
-
-def supporter_active_since(engine: Engine, sub: str, since: datetime) -> bool:
-    """Named (exactly this id) on a contact that started at ``since`` or later."""
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.literal(1)).where(
-                contact_supporters.c.supporter_id == sub,
-                contact_supporters.c.started_at >= _at(since),
-            ).limit(1)
-        ).first() is not None
 
 
 def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:

@@ -7,7 +7,9 @@ caller's key before anything is stored, and never logged. Texting the line in is
 opting in to replies in that conversation: a new caller registered from an inbound
 text has ``consent_to_text`` true (and ``consent_to_keep_history`` false); a known
 caller's recorded consent is left as it is (a supporter records a change with
-PATCH /contact/callers/{ref}).
+PATCH /contact/callers/{ref}). A text that opens a conversation is routed to the
+supporters on call when it arrives (the rota's shift on then: they are its
+``supporter_ids``); the coordinator, and a supporter on shift, read and answer threads.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from services.contact import read_model as views
+from services.contact import rota
 from services.contact.domain import Caller, Contact, NewCaller
 from shared.kernel import Conflicting, InvalidCommand, NotKnown, RuleBroken, acting
 from shared.privacy import normalise_uk_phone
@@ -27,8 +30,10 @@ from shared.sms import AlreadyTaken, InboundLedger, SmsProvider, SmsSender
 
 if TYPE_CHECKING:
     from services.contact.app import ContactApplication
+    from shared.web.auth import Principal
 
 SMS_ACTOR = "sms-provider"  # `actor` of what the provider's webhook records
+THREADS = "read and answer text conversations"
 TEXT_SAVE_ATTEMPTS = 5
 
 
@@ -102,7 +107,8 @@ class Texts:
             if contact is None:
                 contact = Contact.open_text_thread(
                     caller_id=caller.id, caller_ref=caller.caller_ref,
-                    age_band=caller.age_band, gender=caller.gender, started_at=now)
+                    age_band=caller.age_band, gender=caller.gender, started_at=now,
+                    rota=rota.on_call(self.app._rota(), now))
             contact.receive_message(body=sealed, at=now)
             try:
                 self.app.save(contact)
@@ -117,10 +123,13 @@ class Texts:
             return None
         return self.app.load(contact.caller_id, Caller, "caller")
 
-    def reply(self, contact_id: UUID, *, body: str) -> tuple[Contact, int]:
+    def reply(self, contact_id: UUID, *, body: str,
+              principal: Principal) -> tuple[Contact, int]:
         """Send a reply through the SMS adapter and record it (MessageSent with the
-        provider's reference). Refused, before anything is sent, unless the caller
-        consented to texts and is not erased. Returns the contact and the message's n."""
+        provider's reference). Refused, before anything is sent, unless whoever replies
+        is on shift (or the coordinator), and the caller consented to texts and is not
+        erased. Returns the contact and the message's n."""
+        self.app.check_on_shift(principal, THREADS)
         contact = self.app.get_contact(contact_id)
         caller = self._text_caller(contact)
         contact.check_can_send_message(caller)
@@ -145,9 +154,15 @@ class Texts:
                 contact = self.app.get_contact(contact_id)
         raise AssertionError("unreachable")
 
-    def thread(self, contact_id: UUID) -> tuple[Contact, bool]:
+    def thread(self, contact_id: UUID, principal: Principal) -> tuple[Contact, bool]:
         """A text conversation (its messages sealed; the API's presenter opens them) and
-        whether a reply may be sent: the caller consented to texts and is not erased."""
+        whether a reply may be sent: the caller consented to texts and is not erased.
+        Only for the coordinator and the supporters on shift."""
+        self.app.check_on_shift(principal, THREADS)
+        return self.stored_thread(contact_id)
+
+    def stored_thread(self, contact_id: UUID) -> tuple[Contact, bool]:
+        """``thread`` for whoever was already let in (a retried reply's first answer)."""
         contact = self.app.get_contact(contact_id)
         if contact.channel != "text":
             raise NotKnown("No such text conversation.")

@@ -4,12 +4,14 @@ its audit, erasure, contacts and their views, risk, follow-ups, referrals, direc
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.contact import read_model
 from services.reporting.handlers import london_month
 from shared.web.auth import Role
+from tests.contact.rota import RotaFeed
 from tests.support import PROBLEM, Stack, contact_body, stored_events, wait_for
 
 
@@ -27,8 +29,15 @@ def _recent(minutes: int = 30) -> str:
     return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
 
 
-def _log(stack: Stack, role: Role = Role.SUPPORTER, sub: str = "sup-1", **fields: Any
+def _rota(stack: Stack) -> RotaFeed:
+    """The shift service's rota, published straight into the contact service."""
+    return RotaFeed(stack.runtime("contact"))
+
+
+def _log(stack: Stack, role: Role = Role.SUPPORTER, sub: str | None = None, **fields: Any
          ) -> dict[str, Any]:
+    """Logged by a supporter of the rota (a new one unless ``sub``), who is named on it."""
+    sub = sub or _rota(stack).supporter()
     body = contact_body(started_at=_recent(), ended_at=None, supporter_ids=[sub])
     body.update(fields)
     with stack.client(role, sub=sub) as c:
@@ -70,10 +79,14 @@ def test_register_lookup_and_duplicate_numbers(stack: Stack) -> None:
 def test_history_needs_purpose_consent_and_a_supporter_on_shift(stack: Stack) -> None:
     caller = _caller(stack)
     ref = caller["caller_ref"]
-    first = _log(stack, caller_ref=ref, summary="Talked about her brother", sub="sup-1",
+    rota = _rota(stack)
+    named = rota.supporter()  # named on both contacts, on no shift
+    first = _log(stack, caller_ref=ref, summary="Talked about her brother", sub=named,
                  started_at=_recent(60))
-    second = _log(stack, caller_ref=ref, summary="Rang again after the funeral", sub="sup-2",
+    second = _log(stack, caller_ref=ref, summary="Rang again after the funeral", sub=named,
                   started_at=_recent(10))
+    on_shift = rota.on_shift()  # tonight's first call: has logged nothing yet
+    ended = rota.on_shift(started=timedelta(hours=8))  # ended two hours ago
     url = f"/contact/callers/{ref}/history"
     with stack.client(Role.COORDINATOR, sub="coord-1") as c:
         assert c.get(url).status_code == 422  # purpose is required
@@ -82,18 +95,21 @@ def test_history_needs_purpose_consent_and_a_supporter_on_shift(stack: Stack) ->
         items = r.json()["items"]
         assert [i["id"] for i in items] == [second["id"], first["id"]]  # newest first
         assert items[0]["summary"] == "Rang again after the funeral"
-    with stack.client(Role.SUPPORTER, sub="sup-1") as c:  # took a call tonight: on shift
-        assert c.get(url, params={"purpose": "rang again"}).status_code == 200
-    with stack.client(Role.SUPPORTER, sub="sup-off-shift") as c:
-        r = c.get(url, params={"purpose": "curious"})
-        assert r.status_code == 403
+    with stack.client(Role.SUPPORTER, sub=on_shift) as c:
+        r = c.get(url, params={"purpose": "rang again"})
+        assert r.status_code == 200 and r.json()["items"][0]["summary"] is not None
+    for off in (ended, named, "sup-off-shift"):  # naming them put nobody on shift
+        with stack.client(Role.SUPPORTER, sub=off) as c:
+            r = c.get(url, params={"purpose": "curious"})
+            assert r.status_code == 403 and r.headers["content-type"] == PROBLEM, off
+            assert "on shift" in r.json()["detail"]
     with stack.client(Role.AUDITOR) as c:
         assert c.get(url, params={"purpose": "audit"}).status_code == 403
     # Every read is itself recorded, with who read it.
     with stack.client(Role.AUDITOR) as c:
         events = c.get("/contact/events", params={"limit": 1000}).json()["items"]
     reads = [e for e in events if e["type"] == "CallerHistoryRead"]
-    assert sorted(e["actor"] for e in reads) == ["coord-1", "sup-1"]
+    assert sorted(e["actor"] for e in reads) == sorted(["coord-1", on_shift])
     assert "purpose" not in reads[0]["data"]
     # Without consent to keep history: refused.
     other = _caller(stack, phone="07700 900456", consent_to_keep_history=False)
@@ -104,9 +120,10 @@ def test_history_needs_purpose_consent_and_a_supporter_on_shift(stack: Stack) ->
 
 def test_role_based_views_of_contacts(stack: Stack) -> None:
     caller = _caller(stack)
-    mine = _log(stack, sub="sup-1", caller_ref=caller["caller_ref"], summary="Private words")
-    _log(stack, sub="sup-2", summary="Someone else's call")
-    with stack.client(Role.SUPPORTER, sub="sup-1") as c:
+    me = _rota(stack).supporter()
+    mine = _log(stack, sub=me, caller_ref=caller["caller_ref"], summary="Private words")
+    _log(stack, summary="Someone else's call")
+    with stack.client(Role.SUPPORTER, sub=me) as c:
         items = c.get("/contact/contacts").json()["items"]
         by_id = {i["id"]: i for i in items}
         assert by_id[mine["id"]]["summary"] == "Private words"
@@ -147,7 +164,7 @@ def test_contacts_list_pages_and_filters_by_date(stack: Stack) -> None:
 def test_risk_trail_escalation_and_closing_rule(stack: Stack) -> None:
     contact = _log(stack, issues=["suicidal_thoughts"])
     url = f"/contact/contacts/{contact['id']}"
-    with stack.client(Role.SUPPORTER, sub="sup-1") as c:
+    with stack.client(Role.SUPPORTER, sub=contact["supporter_ids"][0]) as c:
         r = c.post(f"{url}/risk-assessments", json={
             "level": "immediate", "factors": "plan and means", "decision": "stay on the line",
             "reasoning": "said they had tablets"})
@@ -184,7 +201,7 @@ def test_risk_trail_escalation_and_closing_rule(stack: Stack) -> None:
 def test_immediate_risk_closes_with_a_reason_for_no_escalation(stack: Stack) -> None:
     contact = _log(stack, issues=["overdose"])
     url = f"/contact/contacts/{contact['id']}"
-    with stack.client(Role.SUPPORTER, sub="sup-1") as c:
+    with stack.client(Role.SUPPORTER, sub=contact["supporter_ids"][0]) as c:
         c.post(f"{url}/risk-assessments", json={"level": "immediate", "decision": "x"})
         r = c.post(f"{url}/close",
                    json={"no_escalation_reason": "caller already with paramedics"})
@@ -195,7 +212,10 @@ def test_missed_calls_follow_ups_and_reporting(stack: Stack) -> None:
     shift = "6a1f2e5d-7c90-4b8e-9d3c-0b7f8b8e4f2a"
     missed = _log(stack, answered=False, issues=[], phone="07700 900777", shift_id=shift)
     assert missed["follow_ups"][0]["kind"] == "call_back"
-    _log(stack, answered=False, issues=[])  # withheld number: no call-back possible
+    now = datetime.now(UTC)
+    tonight = _rota(stack).shift(now - timedelta(hours=1), now + timedelta(hours=5))
+    withheld = _log(stack, answered=False, issues=[])  # no call-back possible
+    assert withheld["shift_id"] == tonight  # the rota's shift on at its start
     with stack.client(Role.SUPPORTER, sub="sup-1") as c:
         r = c.post("/contact/contacts", json=contact_body(channel="text", answered=False,
                                                           issues=[]))
@@ -220,15 +240,16 @@ def test_missed_calls_follow_ups_and_reporting(stack: Stack) -> None:
                  what="reporting to count the calls")
         r = report()
         assert r["contacts"] == 1 and r["missed_calls"]["total"] == 2
-        assert r["missed_calls"]["by_shift"] == {shift: 1, "unassigned": 1}
+        assert r["missed_calls"]["by_shift"] == {shift: 1, tonight: 1}
 
 
 def test_distressing_call_publishes_a_debrief_request(stack: Stack) -> None:
-    _log(stack, distressing=True, supporter_ids=["sup-1", "sup-2"])
+    pair = [_rota(stack).supporter(), _rota(stack).supporter()]
+    _log(stack, distressing=True, supporter_ids=pair)
     with stack.client(Role.AUDITOR) as c:
         events = c.get("/contact/events").json()["items"]
     debrief = [e for e in events if e["type"] == "DebriefRequested"]
-    assert debrief and debrief[0]["data"]["supporter_ids"] == ["sup-1", "sup-2"]
+    assert debrief and debrief[0]["data"]["supporter_ids"] == pair
 
 
 def test_referrals_queue_and_decisions(stack: Stack) -> None:
@@ -319,7 +340,7 @@ def test_erasure_shreds_personal_data_but_keeps_the_counts(stack: Stack) -> None
     caller = _caller(stack, alias="Marigold", phone="07700 900555")
     ref = caller["caller_ref"]
     contact = _log(stack, caller_ref=ref, summary="Spoke about Marigold's sister",
-                   sub="sup-1", issues=["bereavement"])
+                   issues=["bereavement"])
     month = london_month(datetime.now(UTC))
     with stack.client(Role.COORDINATOR) as c:
         def counted() -> int:
@@ -371,6 +392,10 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], str]] = [
     ("POST", "/contact/contacts", contact_body(caller_ref="C-ZZZZZZZZ"), "caller_ref"),
     ("POST", "/contact/contacts", contact_body(shift_id="tonight"), "body.shift_id"),
     ("POST", "/contact/contacts", contact_body(supporter_ids="sup-1"), "body.supporter_ids"),
+    ("POST", "/contact/contacts", contact_body(supporter_ids=["sup-1"]),
+     "body.supporter_ids.0"),
+    ("POST", "/contact/contacts", contact_body(
+        supporter_ids=["00000000-0000-4000-8000-000000000009"]), "body.supporter_ids"),
     ("POST", "/contact/contacts", contact_body(summary="x" * 5001), "body.summary"),
     ("POST", "/contact/contacts", contact_body(distressing="very"), "body.distressing"),
     ("POST", "/contact/contacts", contact_body(follow_up={"by": "soon"}), "body.follow_up.by"),
@@ -418,7 +443,7 @@ def test_bad_input_is_422_naming_the_field_and_stores_nothing(stack: Stack) -> N
 def test_nothing_personal_can_be_recorded_for_an_erased_caller(stack: Stack) -> None:
     caller = _caller(stack, phone="07700 900888")
     ref = caller["caller_ref"]
-    contact = _log(stack, caller_ref=ref, summary="before erasure", sub="sup-1")
+    contact = _log(stack, caller_ref=ref, summary="before erasure")
     with stack.client(Role.COORDINATOR) as c:
         assert c.delete(f"/contact/callers/{ref}/personal-data").status_code == 200
         before = stored_events(stack)
@@ -520,14 +545,30 @@ def test_times_are_iso_strings_with_an_offset_in_range_or_422(stack: Stack) -> N
                 assert _field_of(r) == [f"query.{name}"], (path, name, bad, r.json())
 
 
-def test_a_comma_in_a_supporter_id_shows_nobody_else_the_summary(stack: Stack) -> None:
-    _log(stack, sub="other,supp-b", summary="Private words")
-    with stack.client(Role.SUPPORTER, sub="supp-b") as c:
-        items = c.get("/contact/contacts").json()["items"]
-        assert items[0]["supporter_ids"] == ["other,supp-b"]
-        assert items[0]["summary"] is None
-    with stack.client(Role.SUPPORTER, sub="other,supp-b") as c:
-        assert c.get("/contact/contacts").json()["items"][0]["summary"] == "Private words"
+def test_supporter_ids_name_supporters_of_the_rota_or_422(stack: Stack) -> None:
+    """No more free text in supporter_ids: a name or a comma is not an id (422 naming the
+    item), and an id the shift service never published, or deactivated, is 422 too;
+    nothing is stored and the value is not echoed."""
+    rota = _rota(stack)
+    known, gone = rota.supporter(), rota.supporter()
+    rota.deactivate(gone)
+    before = stored_events(stack)
+    with stack.client(Role.SUPPORTER, sub=known) as c:
+        for ids, field in ((["Wilhelmina Frobisher"], "body.supporter_ids.0"),
+                           ([known, "other,supp-b"], "body.supporter_ids.1"),
+                           ([known, gone], "body.supporter_ids"),
+                           ([str(uuid.uuid4())], "body.supporter_ids")):
+            r = c.post("/contact/contacts", json=contact_body(supporter_ids=ids))
+            assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+            assert _field_of(r) == [field], r.text
+            assert "Wilhelmina" not in r.text and "supp-b" not in r.text
+        assert stored_events(stack) == before
+        r = c.post("/contact/contacts", json=contact_body(supporter_ids=[known.upper()],
+                                                          summary="Private words"))
+        assert r.status_code == 201 and r.json()["supporter_ids"] == [known]
+        assert r.json()["summary"] == "Private words"
+    with stack.client(Role.SUPPORTER, sub=f"{known},{gone}") as c:
+        assert c.get("/contact/contacts").json()["items"][0]["summary"] is None
 
 
 def test_bad_cursors_long_strings_and_huge_numbers_are_422_never_500(stack: Stack) -> None:

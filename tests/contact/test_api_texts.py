@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.messaging.envelope import IntegrationEvent
 from shared.sms import SmsSendError, sms_inbound, sms_outbox, twilio_signature
 from shared.web.auth import Role
+from tests.contact.rota import RotaFeed
 from tests.support import (
     PROBLEM,
     Stack,
@@ -39,6 +40,11 @@ INBOUND = "/contact/texts/inbound"
 
 def _app(stack: Stack) -> Any:
     return stack.runtime("contact").app
+
+
+def _on_shift(stack: Stack) -> str:
+    """A supporter on the rota, on a shift that is on now (their token's `sub`)."""
+    return RotaFeed(stack.runtime("contact")).on_shift()
 
 
 def _params(sid: str, body: str, sender: str = NUMBER, **extra: str) -> dict[str, str]:
@@ -73,7 +79,7 @@ def _text_threads(stack: Stack, caller_ref: str) -> list[dict[str, Any]]:
 
 
 def _thread(stack: Stack, contact_id: str, role: Role = Role.SUPPORTER) -> dict[str, Any]:
-    with stack.client(role) as c:
+    with stack.client(role, sub=_on_shift(stack) if role == Role.SUPPORTER else None) as c:
         r = c.get(f"/contact/texts/{contact_id}")
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -259,13 +265,14 @@ def _texting_caller(stack: Stack) -> tuple[str, str]:
 def test_reply_to_a_consenting_caller_is_sent_to_the_outbox_sealed(stack: Stack) -> None:
     ref, contact_id = _texting_caller(stack)
     reply = f"Hello, this is the line. {PHRASE} is a lovely phrase."
-    with stack.client(Role.SUPPORTER, sub="supporter-9") as c:
+    me = _on_shift(stack)
+    with stack.client(Role.SUPPORTER, sub=me) as c:
         r = c.post(f"/contact/texts/{contact_id}/reply", json={"body": reply})
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"/contact/texts/{contact_id}#m2"
     message = r.json()
     assert message["n"] == 2 and message["direction"] == "outbound"
-    assert message["body"] == reply and message["by"] == "supporter-9"
+    assert message["body"] == reply and message["by"] == me
     assert message["delivery"] == "outbox" and message["provider_ref"].startswith("outbox-")
     thread = _thread(stack, contact_id)
     assert r.headers["etag"] == f'"{thread["version"]}"'
@@ -285,7 +292,7 @@ def test_reply_to_a_consenting_caller_is_sent_to_the_outbox_sealed(stack: Stack)
 
 
 def test_reply_refused_without_consent_to_text(stack: Stack) -> None:
-    with stack.client(Role.SUPPORTER) as c:
+    with stack.client(Role.SUPPORTER, sub=_on_shift(stack)) as c:
         r = c.post("/contact/callers", json={"phone": "07700 900456", "consent_to_text": False,
                                              "consent_to_keep_history": True})
         assert r.status_code == 201, r.text
@@ -336,7 +343,7 @@ def test_reply_validation_roles_and_idempotency(stack: Stack) -> None:
     with stack.client(role=None) as c:
         assert c.get(path).status_code == 401
         assert c.post(f"{path}/reply", json={"body": "hi"}).status_code == 401
-    with stack.client(Role.SUPPORTER, sub="s-1") as c:
+    with stack.client(Role.SUPPORTER, sub=_on_shift(stack)) as c:
         key = {"Idempotency-Key": "reply-1"}
         first = c.post(f"{path}/reply", json={"body": "x" * 1600}, headers=key)
         again = c.post(f"{path}/reply", json={"body": "x" * 1600}, headers=key)
@@ -358,7 +365,7 @@ def test_a_provider_failure_is_502_and_records_nothing(stack: Stack) -> None:
     original, app.texts.sender = app.texts.sender, Refusing()
     try:
         before = stored_events(stack)
-        with stack.client(Role.SUPPORTER) as c:
+        with stack.client(Role.SUPPORTER, sub=_on_shift(stack)) as c:
             r = c.post(f"/contact/texts/{contact_id}/reply", json={"body": "hello"})
         assert r.status_code == 502 and r.headers["content-type"] == PROBLEM
         assert "21610" in r.json()["detail"]
@@ -369,7 +376,7 @@ def test_a_provider_failure_is_502_and_records_nothing(stack: Stack) -> None:
 
 def test_erasure_shreds_the_thread_and_stops_replies(stack: Stack) -> None:
     ref, contact_id = _texting_caller(stack)
-    with stack.client(Role.SUPPORTER) as c:
+    with stack.client(Role.SUPPORTER, sub=_on_shift(stack)) as c:
         assert c.post(f"/contact/texts/{contact_id}/reply",
                       json={"body": f"we are here {PHRASE}"}).status_code == 201
     with stack.client() as c:
@@ -389,6 +396,30 @@ def test_erasure_shreds_the_thread_and_stops_replies(stack: Stack) -> None:
     assert new_ref != ref
     (item,) = _text_threads(stack, new_ref)
     assert item["id"] != contact_id
+
+
+def test_a_new_text_goes_to_the_supporters_on_call_who_read_and_answer_it_on_shift(
+        stack: Stack) -> None:
+    rota = RotaFeed(stack.runtime("contact"))
+    now = datetime.now(UTC)
+    a, b, off = rota.supporter(), rota.supporter(), rota.supporter()
+    tonight = rota.shift(now - timedelta(hours=1), now + timedelta(hours=5), a, b)
+    rota.shift(now - timedelta(hours=9), now - timedelta(hours=3), off)
+    _, contact_id = _texting_caller(stack)
+    with stack.client(Role.SUPPORTER, sub=a) as c:
+        contact = c.get(f"/contact/contacts/{contact_id}").json()
+        assert sorted(contact["supporter_ids"]) == sorted([a, b])
+        assert contact["shift_id"] == tonight
+        assert c.get(f"/contact/texts/{contact_id}").status_code == 200
+        r = c.post(f"/contact/texts/{contact_id}/reply", json={"body": "We're here."})
+        assert r.status_code == 201 and r.json()["by"] == a
+    before = stored_events(stack)
+    with stack.client(Role.SUPPORTER, sub=off) as c:  # their shift ended three hours ago
+        for r in (c.get(f"/contact/texts/{contact_id}"),
+                  c.post(f"/contact/texts/{contact_id}/reply", json={"body": "hello"})):
+            assert r.status_code == 403 and r.headers["content-type"] == PROBLEM
+            assert "on shift" in r.json()["detail"]
+    assert stored_events(stack) == before and len(_outbox(stack)) == 1
 
 
 # ------------------------------------------------------------------------ privacy
@@ -432,7 +463,7 @@ def test_number_and_body_reach_no_file_event_bus_or_log(settings: Settings,
                               ).status_code == 403
             ref = _caller_ref(st)
             (item,) = _text_threads(st, ref)
-            with st.client(Role.SUPPORTER) as c:
+            with st.client(Role.SUPPORTER, sub=_on_shift(st)) as c:
                 r = c.post(f"/contact/texts/{item['id']}/reply",
                            json={"body": f"Thank you. {PHRASE} noted."})
                 assert r.status_code == 201, r.text

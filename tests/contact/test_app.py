@@ -18,6 +18,8 @@ from eventsourcing.persistence import IntegrityError
 from services.contact import read_model as views
 from services.contact.app import ContactApplication
 from services.contact.domain import Contact, FollowUp, NewCaller
+from services.reporting.app import ReportingApplication
+from services.reporting.handlers import london_month
 from services.system import ServiceRuntime
 from shared.config import Settings
 from shared.kernel import (
@@ -29,24 +31,42 @@ from shared.kernel import (
     VersionMismatch,
     acting,
 )
+from shared.messaging.envelope import IntegrationEvent, envelope_id
 from shared.privacy import MasterKeyMismatch
 from shared.sms import OutboxSmsSender, TwilioSmsSender
 from shared.web.auth import Principal, Role
+from tests.contact.rota import RotaFeed
 
 NUMBER = "+447700900123"
+COORDINATOR = Principal(sub="coord-1", role=Role.COORDINATOR, name="")
 
 
 Build = Callable[..., ServiceRuntime]
 
 
 @pytest.fixture
-def app(app_runtime: Build) -> Iterator[ContactApplication]:
+def runtime(app_runtime: Build) -> ServiceRuntime:
+    return app_runtime("contact")
+
+
+@pytest.fixture
+def app(runtime: ServiceRuntime) -> Iterator[ContactApplication]:
     """The contact application as the composition root builds it (never started), with a
     supporter acting, as the web layer would set."""
-    built = app_runtime("contact").app
+    built = runtime.app
     assert isinstance(built, ContactApplication)
     with acting("sup-1", "corr-1"):
         yield built
+
+
+@pytest.fixture
+def rota(runtime: ServiceRuntime) -> RotaFeed:
+    """The shift service's rota, published into this contact runtime."""
+    return RotaFeed(runtime)
+
+
+def supporter(sub: str) -> Principal:
+    return Principal(sub=sub, role=Role.SUPPORTER, name="")
 
 
 def _recent(minutes: int = 30) -> datetime:
@@ -63,7 +83,7 @@ def _caller(app: ContactApplication, **fields: Any) -> str:
 
 def _log(app: ContactApplication, **fields: Any) -> Contact:
     values: dict[str, Any] = {"channel": "phone", "started_at": _recent(),
-                              "issues": ["social_isolation"], "supporter_ids": ["sup-1"]}
+                              "issues": ["social_isolation"]}
     values.update(fields)
     return app.log_contact(**values)
 
@@ -106,19 +126,19 @@ def test_every_event_records_who_acted_and_the_correlation(app: ContactApplicati
 
 
 def test_history_is_read_by_those_on_shift_with_consent_and_each_read_is_recorded(
-        app: ContactApplication) -> None:
+        app: ContactApplication, rota: RotaFeed) -> None:
     ref = _caller(app)
     first = _log(app, caller_ref=ref, summary="Talked about her brother",
                  started_at=_recent(60))
     second = _log(app, caller_ref=ref, summary="Rang again", started_at=_recent(10))
-    coordinator = Principal(sub="coord-1", role=Role.COORDINATOR, name="")
+    coordinator = COORDINATOR
     rows = app.caller_history(ref, purpose="caller rang again", principal=coordinator)
     assert [r.contact_id for r in rows] == [str(second.id), str(first.id)]  # newest first
-    on_shift = Principal(sub="sup-1", role=Role.SUPPORTER, name="")  # took a call tonight
+    on_shift = supporter(rota.on_shift())  # on the rota tonight; has logged nothing
     app.caller_history(ref, purpose="rang again", principal=on_shift)
-    for someone in (Principal(sub="sup-off", role=Role.SUPPORTER, name=""),
+    for someone in (supporter(rota.supporter()),
                     Principal(sub="aud-1", role=Role.AUDITOR, name="")):
-        with pytest.raises(NotPermitted):
+        with pytest.raises(NotPermitted, match="on shift"):
             app.caller_history(ref, purpose="curious", principal=someone)
     assert app.get_caller(ref).history_reads == 2
     other = _caller(app, phone="07700 900456", consent_to_keep_history=False)
@@ -257,7 +277,7 @@ def test_inbound_texts_open_a_thread_append_and_a_replay_adds_nothing(
     assert app.texts.receive(message_sid="SM2", from_number="07700900123", body="?") == (
         first, True)
     assert _stored(app) == before
-    thread, can_reply = app.texts.thread(first)
+    thread, can_reply = app.texts.thread(first, COORDINATOR)
     assert [app.keys.reveal(m["body"]) for m in thread.messages] == ["can we talk", "?"]
     assert can_reply  # texting in opts in to replies
     events = app.integration_events(0, 50)
@@ -277,20 +297,20 @@ def test_concurrent_texts_from_a_new_number_make_one_caller_and_one_thread(
         t.start()
     for t in threads:
         t.join()
-    assert len(set(ids)) == 1 and len(app.texts.thread(ids[0])[0].messages) == 4
+    assert len(set(ids)) == 1 and len(app.texts.thread(ids[0], COORDINATOR)[0].messages) == 4
 
 
 def test_replies_go_to_the_outbox_only_with_consent_and_a_refusal_records_nothing(
         app: ContactApplication) -> None:
     contact_id, _ = app.texts.receive(message_sid="SM1", from_number=NUMBER, body="hello?")
-    _, n = app.texts.reply(contact_id, body="We're here. Want to talk?")
+    _, n = app.texts.reply(contact_id, body="We're here. Want to talk?", principal=COORDINATOR)
     assert n == 2 and app.texts.sender.pending()[0]["to"] == NUMBER  # type: ignore[attr-defined]
-    caller_ref = app.texts.thread(contact_id)[0].caller_ref
+    caller_ref = app.texts.thread(contact_id, COORDINATOR)[0].caller_ref
     app.change_consent(caller_ref, consent_to_keep_history=None, consent_to_text=False,
                        expected_version=None)
     before = _stored(app)
     with pytest.raises(RuleBroken, match="consented"):
-        app.texts.reply(contact_id, body="still there?")
+        app.texts.reply(contact_id, body="still there?", principal=COORDINATOR)
     assert _stored(app) == before and len(app.texts.sender.pending()) == 1  # type: ignore[attr-defined]
 
 
@@ -312,31 +332,26 @@ def test_the_sms_provider_is_chosen_by_settings(app_runtime: Build, settings: Se
 # ------------------------------------------------------------ hardening (issue 7)
 
 
-def test_who_handled_a_contact_is_an_exact_id_whatever_it_holds(
-        app: ContactApplication) -> None:
-    """A comma (or a LIKE wildcard) in a supporter id names nobody else: the ids are
-    kept as a list and matched exactly."""
-    _log(app, supporter_ids=["other,supp-b", "50%_off"], summary="Private words")
+def test_who_handled_a_contact_is_an_exact_id(app: ContactApplication,
+                                               rota: RotaFeed) -> None:
+    """The supporters named are kept as a list and matched exactly: a comma-joined pair,
+    or a part of an id, names nobody."""
+    a, b = rota.supporter(), rota.supporter()
+    _log(app, supporter_ids=[a, b], summary="Private words")
     rows, _ = app.list_contacts(caller_ref=None, start=None, end=None, limit=10, cursor=None)
     named = views.supporters_of(rows[0])
-    assert named == ["other,supp-b", "50%_off"]
-
-    def supporter(sub: str) -> Principal:
-        return Principal(sub=sub, role=Role.SUPPORTER, name="")
-
-    for stranger in ("supp-b", "other", "50", "off", "50%"):
+    assert named == [a, b]
+    for stranger in (f"{a},{b}", a[:8], "%", rota.supporter()):
         assert not app.sees_personal(supporter(stranger), named), stranger
-        assert not app.may_read_history(supporter(stranger)), stranger
-    for handler in ("other,supp-b", "50%_off"):
+    for handler in (a, b):
         assert app.sees_personal(supporter(handler), named)
-        assert app.may_read_history(supporter(handler))
 
 
 def test_times_sort_as_they_compare_even_for_a_record_stored_before_the_rule(
         app: ContactApplication) -> None:
-    """Read tables keep native UTC times: a contact stored (before the plausibility rule)
-    in the year 387 sorts before 2026, pages and filters right, and does not keep its
-    supporter on shift forever."""
+    """Read tables keep native UTC times: a contact stored (before the plausibility rule,
+    and before supporters were the rota's) in the year 387 sorts before 2026, pages and
+    filters right."""
     ancient = Contact._create(
         Contact.Logged, id=uuid.uuid4(), channel="phone", direction="inbound",
         started_at=datetime(387, 7, 26, 12, tzinfo=UTC), ended_at=None, issues=["other"],
@@ -356,7 +371,6 @@ def test_times_sort_as_they_compare_even_for_a_record_stored_before_the_rule(
                                       start=datetime(2000, 1, 1, tzinfo=UTC),
                                       end=datetime(2200, 1, 1, tzinfo=UTC))
     assert [r.contact_id for r in since_2000] == [str(recent.id)]
-    assert not app.may_read_history(Principal(sub="sup-old", role=Role.SUPPORTER, name=""))
 
 
 def test_follow_ups_due_sort_and_page_by_native_time(app: ContactApplication) -> None:
@@ -432,3 +446,170 @@ def test_a_referrers_organisation_is_sealed_with_the_callers_key_and_erased_with
     assert app.keys.reveal(sealed) == "Stockwell Practice"
     app.erase_caller(referral.caller_ref)
     assert app.keys.reveal(app.referrals.get(referral.id).referrer_organisation) == "[erased]"
+
+
+# ------------------------------------------------------- the rota (issue 8: shifts)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def test_on_shift_is_from_before_the_start_to_after_the_end_of_a_shift_on_the_rota(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    now = _now()
+    soon, later, just_ended, long_ended = (rota.supporter() for _ in range(4))
+    rota.shift(now + timedelta(minutes=20), now + timedelta(hours=6), soon)
+    rota.shift(now + timedelta(minutes=40), now + timedelta(hours=6), later)
+    rota.shift(now - timedelta(hours=6), now - timedelta(minutes=50), just_ended)
+    rota.shift(now - timedelta(hours=6), now - timedelta(minutes=70), long_ended)
+    assert app.may_read_history(supporter(soon))  # 30 minutes before the start
+    assert app.may_read_history(supporter(just_ended))  # 60 minutes after the end
+    assert not app.may_read_history(supporter(later))
+    assert not app.may_read_history(supporter(long_ended))
+    assert app.may_read_history(COORDINATOR)  # always, on the rota or not
+    assert not app.may_read_history(Principal(sub=soon, role=Role.AUDITOR, name=""))
+
+
+def test_naming_a_supporter_on_a_contact_does_not_put_them_on_shift(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    named = rota.supporter()
+    _log(app, supporter_ids=[named], started_at=_recent(5))
+    assert not app.may_read_history(supporter(named))
+    with acting(named):  # not even when they log it themselves
+        _log(app, supporter_ids=[named], started_at=_recent(1))
+    assert not app.may_read_history(supporter(named))
+
+
+def test_the_rota_changes_who_is_on_shift(app: ContactApplication, rota: RotaFeed) -> None:
+    now = _now()
+    a, b, c = (rota.supporter() for _ in range(3))
+    tonight = rota.shift(now - timedelta(hours=1), now + timedelta(hours=5), a)
+    assert app.may_read_history(supporter(a))
+    rota.unassign(tonight, a)
+    assert not app.may_read_history(supporter(a))
+    rota.assign(tonight, b)
+    rota.swap(tonight, b, c)
+    assert not app.may_read_history(supporter(b)) and app.may_read_history(supporter(c))
+    rota.deactivate(c)
+    assert not app.may_read_history(supporter(c))
+
+
+def test_the_on_shift_window_is_a_setting(app_runtime: Build) -> None:
+    runtime = app_runtime("contact", on_shift_before_min=0, on_shift_after_min=0)
+    app, rota = runtime.app, RotaFeed(runtime)
+    assert isinstance(app, ContactApplication)
+    now = _now()
+    early, late = rota.supporter(), rota.supporter()
+    rota.shift(now + timedelta(minutes=5), now + timedelta(hours=6), early)
+    rota.shift(now - timedelta(hours=6), now - timedelta(minutes=5), late)
+    assert not app.may_read_history(supporter(early))
+    assert not app.may_read_history(supporter(late))
+
+
+def test_a_contacts_shift_defaults_to_the_shift_on_at_its_start(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    now = _now()
+    evening = rota.shift(now - timedelta(hours=2), now + timedelta(hours=4))
+    extra = rota.shift(now - timedelta(hours=3), now - timedelta(minutes=30))
+    on_evening = _log(app, started_at=_recent(10))
+    on_both = _log(app, started_at=_recent(60))
+    before_any = _log(app, started_at=now - timedelta(hours=4))
+    named = uuid.uuid4()
+    chosen = _log(app, started_at=_recent(10), shift_id=named)
+    assert on_evening.shift_id == uuid.UUID(evening)
+    assert on_both.shift_id == uuid.UUID(extra)  # both hold it: the earliest to start
+    assert before_any.shift_id is None and chosen.shift_id == named
+    logged = {e.data["contact_id"]: e.data["shift_id"]
+              for e in app.integration_events(0, 10) if e.type == "ContactLogged"}
+    assert logged[str(on_evening.id)] == evening and logged[str(before_any.id)] is None
+
+
+def test_missed_calls_count_under_the_shift_of_the_rota(
+        app: ContactApplication, rota: RotaFeed, app_runtime: Build) -> None:
+    """Reporting counts missed calls by the shift_id of ContactLogged: with the default
+    from the rota, under the shift they were missed on."""
+    now = _now()
+    tonight = rota.shift(now - timedelta(hours=2), now + timedelta(hours=4))
+    _log(app, answered=False, issues=[], phone="07700 900123")
+    _log(app, answered=False, issues=[], started_at=_recent(30))
+    _log(app, answered=False, issues=[], started_at=now - timedelta(hours=3))
+    _log(app)  # answered: counted apart
+    reporting = app_runtime("reporting")
+    assert isinstance(reporting.app, ReportingApplication)
+    reporting.projection.apply_many(app.integration_events(0, 100))
+    missed = reporting.app.monthly(london_month(now - timedelta(minutes=30)))["missed_calls"]
+    if london_month(now - timedelta(hours=3)) == london_month(now - timedelta(minutes=30)):
+        assert missed["by_shift"] == {tonight: 2, "unassigned": 1}
+    else:  # the month turned in the last three hours: the earlier call is last month's
+        assert missed["by_shift"] == {tonight: 2}
+
+
+def test_supporters_named_are_active_supporters_of_the_rota_or_422(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    known, gone = rota.supporter(), rota.supporter()
+    rota.deactivate(gone)
+    before = _stored(app)
+    for ids in ([str(uuid.uuid4())], [gone], ["sup-1"], [known, "Wilhelmina Frobisher"]):
+        with pytest.raises(InvalidCommand) as info:
+            _log(app, supporter_ids=ids)
+        assert (info.value.location, info.value.field) == ("body", "supporter_ids")
+        assert "Wilhelmina" not in info.value.message
+    assert _stored(app) == before
+    logged = _log(app, supporter_ids=[uuid.UUID(known), known.upper()], distressing=True)
+    assert logged.supporter_ids == [known]
+    debrief = [e for e in app.integration_events(0, 10) if e.type == "DebriefRequested"]
+    assert debrief[0].data["supporter_ids"] == [known]
+
+
+def test_a_new_text_is_routed_to_the_supporters_on_call(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    now = _now()
+    a, b, off, gone = (rota.supporter() for _ in range(4))
+    tonight = rota.shift(now - timedelta(hours=1), now + timedelta(hours=5), a, b, gone)
+    rota.shift(now + timedelta(minutes=10), now + timedelta(hours=6), off)  # not yet on call
+    rota.deactivate(gone)
+    first, _ = app.texts.receive(message_sid="SM1", from_number=NUMBER, body="hello?")
+    thread = app.get_contact(first)
+    assert thread.supporter_ids == sorted([a, b]) and thread.shift_id == uuid.UUID(tonight)
+    rota.unassign(tonight, b)  # a later message goes to the same thread, as it was routed
+    again, _ = app.texts.receive(message_sid="SM2", from_number=NUMBER, body="anyone?")
+    assert again == first and app.get_contact(first).supporter_ids == sorted([a, b])
+    # Nobody on call: the thread is nobody's but the coordinator's.
+    app.close_contact(first, no_escalation_reason=None)
+    rota.unassign(tonight, a)
+    lonely, _ = app.texts.receive(message_sid="SM3", from_number=NUMBER, body="hello?")
+    assert lonely != first and app.get_contact(lonely).supporter_ids == []
+
+
+def test_text_threads_are_read_and_answered_on_shift(
+        app: ContactApplication, rota: RotaFeed) -> None:
+    contact_id, _ = app.texts.receive(message_sid="SM1", from_number=NUMBER, body="hello?")
+    on, off = supporter(rota.on_shift()), supporter(rota.supporter())
+    assert app.texts.thread(contact_id, on)[0].id == contact_id
+    app.texts.reply(contact_id, body="We're here.", principal=on)
+    before = _stored(app)
+    with pytest.raises(NotPermitted, match="on shift"):
+        app.texts.thread(contact_id, off)
+    with pytest.raises(NotPermitted, match="on shift"):
+        app.texts.reply(contact_id, body="hello", principal=off)
+    assert _stored(app) == before and len(app.texts.sender.pending()) == 1  # type: ignore[attr-defined]
+
+
+def test_an_unreadable_rota_event_is_set_aside_and_what_follows_applied(
+        rota: RotaFeed) -> None:
+    sid = str(uuid.uuid4())
+    bad = rota.projection.apply_events([rota_event(
+        rota.projection.last_applied("shift") + 1, "ShiftPublished",
+        {"shift_id": sid, "starts_at": "2026-11-28T20:00:00", "ends_at": "tomorrow"})])
+    assert bad.failed and not bad.applied
+    assert rota.supporter()  # the next event applies
+    (failure,) = rota.projection.failures()
+    assert failure["error_type"] == "ValueError" and "2026" not in failure["message"]
+
+
+def rota_event(n: int, type: str, data: dict[str, Any]) -> IntegrationEvent:
+    return IntegrationEvent(
+        id=envelope_id("shift", n), service="shift", notification_id=n,
+        previous_notification_id=n - 1, aggregate_type="Shift", aggregate_id=uuid.uuid4(),
+        aggregate_version=1, type=type, occurred_at=datetime.now(UTC), actor="c", data=data)

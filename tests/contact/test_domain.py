@@ -3,6 +3,7 @@ aggregate that enforces it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -15,6 +16,8 @@ from services.contact.domain import (
     DirectoryEntry,
     FollowUp,
     Referral,
+    Rota,
+    RotaSupporter,
     caller_id_for,
     check_referrer_may_name_caller,
     is_open,
@@ -239,10 +242,17 @@ def test_missed_calls_phone_only_and_call_back_when_number_known() -> None:
         contact(answered=True, issues=[])  # an answered call names its issues
 
 
+def _rota_of(n: int) -> tuple[Rota, list[str]]:
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    return Rota(supporters={i: RotaSupporter(id=i) for i in ids}), ids
+
+
 def test_distressing_contact_requests_a_debrief() -> None:
-    c = contact(distressing=True, supporter_ids=["s-1", "s-2"])
-    names = [type(e).__name__ for e in c.collect_events()]
-    assert names == ["Logged", "DebriefRequested"] and c.debrief_requested
+    rota, ids = _rota_of(2)
+    c = contact(distressing=True, supporter_ids=ids, rota=rota)
+    events = c.collect_events()
+    assert [type(e).__name__ for e in events] == ["Logged", "DebriefRequested"]
+    assert c.debrief_requested and events[1].supporter_ids == ids  # type: ignore[attr-defined]
 
 
 def test_follow_ups_complete_once() -> None:
@@ -369,10 +379,11 @@ def test_a_needed_follow_up_says_when_one_not_needed_is_not_recorded() -> None:
 
 
 def test_at_most_the_maximum_of_supporters_on_one_contact() -> None:
-    assert len(contact(supporter_ids=[f"s{i}" for i in range(MAX_SUPPORTERS)]).supporter_ids) \
+    rota, ids = _rota_of(MAX_SUPPORTERS + 1)
+    assert len(contact(supporter_ids=ids[:MAX_SUPPORTERS], rota=rota).supporter_ids) \
         == MAX_SUPPORTERS
     with pytest.raises(InvalidCommand, match=f"at most {MAX_SUPPORTERS}"):
-        contact(supporter_ids=[f"s{i}" for i in range(MAX_SUPPORTERS + 1)])
+        contact(supporter_ids=ids, rota=rota)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def _contact_app(rt: ServiceRuntime) -> ContactApplication:
 def _log(app: ContactApplication, **fields: Any) -> uuid.UUID:
     values: dict[str, Any] = {"channel": "phone",
                               "started_at": datetime.now(UTC) - timedelta(minutes=30),
-                              "issues": ["social_isolation"], "supporter_ids": ["sup-1"]}
+                              "issues": ["social_isolation"]}
     values.update(fields)
     return app.log_contact(**values).id
 

@@ -217,6 +217,20 @@ def test_the_required_set_is_the_settings_and_an_unknown_course_in_it_is_refused
         required_courses(["induction", "first_aid"])
 
 
+def test_eligibility_is_recorded_at_registration_and_again_only_when_it_changes() -> None:
+    s = supporter()
+    assert s.recorded_eligibility == (False, sorted(DEFAULT_REQUIRED_COURSES))
+    assert supporter(required=frozenset()).recorded_eligibility == (True, [])
+    s.record_training(course="induction", completed_on=date(2026, 2, 1),
+                      expires_on=date(2026, 12, 1), today=TODAY)
+    assert s.refresh_eligibility(frozenset({"induction"}), TODAY)
+    assert not s.refresh_eligibility(frozenset({"induction"}), TODAY)  # unchanged
+    assert s.refresh_eligibility(frozenset({"induction"}), date(2026, 12, 1))  # expired
+    assert replayed(s).recorded_eligibility == (False, ["induction"])
+    s.deactivate(reason=sealed())
+    assert not s.refresh_eligibility(frozenset(), TODAY)  # no longer followed
+
+
 def test_the_last_supervision_is_the_latest_one_held() -> None:
     s = supporter()
     assert s.last_supervision is None
@@ -652,6 +666,7 @@ def test_a_debrief_has_one_id_per_contact_and_supporter() -> None:
 def test_a_debrief_completes_once() -> None:
     d = Debrief.open(supporter_id="s-1", contact_id=uuid.uuid4(), requested_at=NOW, now=NOW)
     d.complete(on=TODAY, by="coord-1", today=TODAY)
+    assert d.pending_events[-1].supporter_id == "s-1"  # type: ignore[attr-defined]
     assert replayed(d).status == "complete" and d.completed_by == "coord-1"
     with pytest.raises(RuleBroken, match="already complete"):
         d.complete(on=TODAY, by="coord-1", today=TODAY)

@@ -82,7 +82,7 @@ def _exercise_and_check(settings: Settings, nats_url: str,
             ref = r.json()["caller_ref"]
             started = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
             r = c.post("/contact/contacts", json=contact_body(
-                started_at=started, ended_at=None, caller_ref=ref, supporter_ids=["coord-1"],
+                started_at=started, ended_at=None, caller_ref=ref,
                 summary="She said she ate all the paracetamol in Kennington",
                 issues=["overdose"]))
             assert r.status_code == 201

@@ -107,7 +107,11 @@ def change_consent(caller_ref: CallerRef, body: ConsentIn, response: Response, a
             summary="Earlier contacts with a caller",
             description=roles_doc(ON_CALL, "Newest first, only when the caller consented to "
                                   "keep history, and only for the coordinator or a supporter "
-                                  "on shift. Every read is recorded as an event with its "
+                                  "on shift (assigned to a shift on the rota, from "
+                                  "`SOLIDARITY_ON_SHIFT_BEFORE_MIN` (30) minutes before its "
+                                  "start to `SOLIDARITY_ON_SHIFT_AFTER_MIN` (60) after its "
+                                  "end; naming a supporter on a contact does not put them on "
+                                  "shift). Every read is recorded as an event with its "
                                   "`purpose`."))
 def history(caller_ref: CallerRef, app: App, principal: Annotated[Principal, Depends(ON_CALL)],
             purpose: Annotated[str, Query(min_length=3, max_length=200,

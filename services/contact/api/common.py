@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.convertors import Convertor, register_url_convertor
 
 from services.contact.app import ContactApplication
-from services.contact.domain.codes import MAX_SUPPORTER_ID
 from services.contact.domain.directory import DAY, HH_MM
 from shared.web.auth import Allow, Principal, Role
 from shared.web.deps import application, etag, runtime_of
@@ -53,7 +52,6 @@ class CallerRefConvertor(Convertor[str]):
 
 register_url_convertor("caller_ref", CallerRefConvertor())
 
-SupporterId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUPPORTER_ID)]
 # The n-th risk assessment, escalation or follow-up of a contact: at most what the read
 # tables' integer column holds.
 Nth = Annotated[int, Path(ge=1, le=2_147_483_647)]

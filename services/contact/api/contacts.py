@@ -24,7 +24,6 @@ from services.contact.api.common import (
     Phone,
     Short,
     Strict,
-    SupporterId,
     Text,
     created_once,
 )
@@ -70,10 +69,14 @@ class ContactIn(Strict):
     channel: Channel
     direction: Direction = Direction.INBOUND
     caller_ref: CallerRef | None = Field(default=None, description="Absent: anonymous.")
-    shift_id: UUID | None = None
-    # How many may be named is the domain's rule (MAX_SUPPORTERS): documented, not checked.
-    supporter_ids: list[SupporterId] = Field(default_factory=list,
-                                             json_schema_extra={"maxItems": MAX_SUPPORTERS})
+    shift_id: UUID | None = Field(default=None, description="Absent: the shift on the rota "
+                                  "at `started_at`, if any.")
+    # How many may be named, and who, is the domain's rule (MAX_SUPPORTERS, active
+    # supporters the shift service published): documented, not checked here.
+    supporter_ids: list[UUID] = Field(
+        default_factory=list, json_schema_extra={"maxItems": MAX_SUPPORTERS},
+        description="The supporters who took it: ids the shift service gave them (a "
+        "token's `sub`). An unknown or deactivated supporter is 422.")
     started_at: Instant
     ended_at: Instant | None = None
     issues: list[IssueCategory] = Field(default_factory=list, max_length=15)
@@ -129,8 +132,10 @@ def _nth(items: list[Any], n: int, what: str) -> int:
              summary="Log a call or text (or a missed call)",
              description=roles_doc(ON_CALL, "Records a contact. `answered: false` records a "
                                    "missed call (phone only) and opens a call-back follow-up "
-                                   "when the number is known. Send `Idempotency-Key` to make "
-                                   "a retry safe."))
+                                   "when the number is known. `supporter_ids` are supporters "
+                                   "the shift service published (422 otherwise); `shift_id` "
+                                   "defaults to the rota's shift on at `started_at`. Send "
+                                   "`Idempotency-Key` to make a retry safe."))
 def log_contact(body: ContactIn, request: Request, app: App,
                 principal: Annotated[Principal, Depends(ON_CALL)],
                 idempotency_key: IdempotencyKey = None) -> Response:

@@ -32,6 +32,9 @@ from shared.web.problems import Forbidden, Problem, Unprocessable
 
 router = APIRouter()
 
+ON_SHIFT = ("A supporter only while on shift: assigned to a shift on the rota, from "
+            "`SOLIDARITY_ON_SHIFT_BEFORE_MIN` (30) minutes before its start to "
+            "`SOLIDARITY_ON_SHIFT_AFTER_MIN` (60) after its end; 403 otherwise.")
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 INBOUND_FIELDS = ("From", "To", "Body", "MessageSid")
 MAX_INBOUND_PARAMS = 200
@@ -102,7 +105,9 @@ INBOUND_DOC = (
     "`MessageSid`: a replay creates nothing new. Finds the caller by the keyed hash "
     "of the number or registers a new one (texting in opts in to replies: "
     "`consent_to_text` true, `consent_to_keep_history` false), then appends to "
-    "the caller's latest text conversation that is not closed, or opens one. "
+    "the caller's latest text conversation that is not closed, or opens one, routed "
+    "to the supporters on call when it arrives (those assigned to the rota's shift on "
+    "then become its `supporter_ids`, and that shift its `shift_id`). "
     "Answers 200 with an empty TwiML `<Response/>` (`text/xml`): no automatic "
     "reply.\n\nRoles: none (the SMS provider, authenticated by its request "
     "signature)."
@@ -143,10 +148,10 @@ async def inbound_text(request: Request, app: App) -> Response:
             description=roles_doc(ON_CALL, "The messages in order, with direction, time, "
                                   "body (`[erased]` after erasure) and who sent each reply. "
                                   "In embedded mode replies go to the outbox (`delivery: "
-                                  "outbox`): what would be sent. Its version as ETag."))
+                                  "outbox`): what would be sent. Its version as ETag. " + ON_SHIFT))
 def text_thread(contact_id: UUID, response: Response, app: App,
-                _p: Annotated[Principal, Depends(ON_CALL)]) -> TextThreadOut:
-    contact, can_reply = app.texts.thread(contact_id)
+                principal: Annotated[Principal, Depends(ON_CALL)]) -> TextThreadOut:
+    contact, can_reply = app.texts.thread(contact_id, principal)
     with_etag(response, contact.version)
     return text_thread_out(app.keys, contact, can_reply=can_reply)
 
@@ -160,18 +165,19 @@ def text_thread(contact_id: UUID, response: Response, app: App,
                                    "unless the caller consented to texts and is not erased. "
                                    "Location names the message in the conversation. Send "
                                    "`Idempotency-Key` to make a retry safe (it never sends "
-                                   "twice). 502 if the provider refuses: nothing recorded."))
+                                   "twice). 502 if the provider refuses: nothing recorded. "
+                                   + ON_SHIFT))
 def reply_text(contact_id: UUID, body: ReplyIn, request: Request, app: App,
                principal: Annotated[Principal, Depends(ON_CALL)],
                idempotency_key: IdempotencyKey = None) -> Response:
     def create() -> tuple[Contact, int]:
         try:
-            return app.texts.reply(contact_id, body=body.body)
+            return app.texts.reply(contact_id, body=body.body, principal=principal)
         except SmsSendError as e:
             raise SmsProviderFailed(str(e)) from None
 
     def load(n: str) -> tuple[Contact, int]:
-        return app.texts.thread(contact_id)[0], int(n)
+        return app.texts.stored_thread(contact_id)[0], int(n)
 
     def show(sent: tuple[Contact, int]) -> tuple[TextMessageOut, str, int]:
         contact, n = sent

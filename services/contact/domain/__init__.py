@@ -19,9 +19,18 @@ from services.contact.domain.referral import (
     check_consent_to_contact,
     check_referrer_may_name_caller,
 )
+from services.contact.domain.rota import (
+    NO_ROTA,
+    OnShiftWindow,
+    Rota,
+    RotaShift,
+    RotaSupporter,
+    supporter_key,
+)
 from services.contact.domain.values import FollowUp
 
 __all__ = [
+    "NO_ROTA",
     "AgeBand",
     "Caller",
     "CallerIs",
@@ -34,12 +43,17 @@ __all__ = [
     "Gender",
     "IssueCategory",
     "NewCaller",
+    "OnShiftWindow",
     "Referral",
     "ReferralSource",
     "RiskLevel",
+    "Rota",
+    "RotaShift",
+    "RotaSupporter",
     "caller_id_for",
     "check_consent_to_contact",
     "check_referrer_may_name_caller",
     "is_open",
     "new_caller_ref",
+    "supporter_key",
 ]

@@ -119,4 +119,7 @@ RECORD_AHEAD = timedelta(days=1)
 FOLLOW_UP_AHEAD = timedelta(days=731)
 CALL_BACK_WITHIN = timedelta(hours=1)
 MAX_SUPPORTERS = 10  # named on one contact
-MAX_SUPPORTER_ID = 100  # characters: a token's `sub`
+# On shift (``rota.OnShiftWindow``): assigned to a shift from this long before its start
+# to this long after its end (the defaults of SOLIDARITY_ON_SHIFT_BEFORE_MIN, _AFTER_MIN).
+ON_SHIFT_BEFORE = timedelta(minutes=30)
+ON_SHIFT_AFTER = timedelta(minutes=60)

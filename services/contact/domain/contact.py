@@ -25,14 +25,8 @@ from services.contact.domain.codes import (
     FollowUpKind,
     RiskLevel,
 )
-from services.contact.domain.values import (
-    FollowUp,
-    Meta,
-    actor_of,
-    contact_times,
-    record_time,
-    supporters_of,
-)
+from services.contact.domain.rota import NO_ROTA, Rota
+from services.contact.domain.values import FollowUp, Meta, actor_of, contact_times, record_time
 from shared.kernel import (
     Aggregate,
     InvalidCommand,
@@ -70,7 +64,10 @@ class Contact(Aggregate):
         now: datetime | None = None,
         skew: timedelta = DEFAULT_SKEW,
         id: uuid.UUID | None = None,
+        rota: Rota = NO_ROTA,
     ) -> Contact:
+        """``supporter_ids`` name active supporters of the ``rota``; ``shift_id``, when
+        not given, is the rota's shift on at ``started_at``."""
         now = now or datetime.now(UTC)
         if caller is not None:
             caller.check_can_be_named()
@@ -80,7 +77,7 @@ class Contact(Aggregate):
             raise InvalidCommand("answered", "only a phone call can be missed")
         started, ended = contact_times(started_at, ended_at, now, skew)
         codes = require_codes("issues", issues, ISSUES, at_least=1 if answered else 0)
-        supporters = supporters_of(supporter_ids)
+        supporters = rota.supporters_named(supporter_ids)
         scheduled = follow_up.scheduled(now) if follow_up is not None else None
         if not answered and number_known and scheduled is None:
             scheduled = {"kind": FollowUpKind.CALL_BACK.value,
@@ -97,7 +94,7 @@ class Contact(Aggregate):
             caller_ref=caller.caller_ref if caller else None,
             age_band=caller.age_band if caller else None,
             gender=caller.gender if caller else None,
-            shift_id=shift_id,
+            shift_id=shift_id if shift_id is not None else rota.shift_at(started),
             supporter_ids=supporters,
             caller_is=one_of("caller_is", caller_is, CALLER_IS, optional=True),
             summary=require_sealed("summary", summary),
@@ -113,17 +110,17 @@ class Contact(Aggregate):
 
     @classmethod
     def open_text_thread(cls, *, caller_id: uuid.UUID, caller_ref: str, age_band: str | None,
-                         gender: str | None, started_at: datetime,
+                         gender: str | None, started_at: datetime, rota: Rota = NO_ROTA,
                          now: datetime | None = None) -> Contact:
-        """A text conversation started by a caller's message (the SMS webhook)."""
+        """A text conversation started by a caller's message (the SMS webhook): it is
+        the shift's on at its start, and routed to the supporters on call then."""
         started = record_time("started_at", started_at, now or datetime.now(UTC))
         return cls._create(
             cls.Logged, channel=Channel.TEXT.value, direction=Direction.INBOUND.value,
-            started_at=started, ended_at=None, issues=[],
-            caller_id=caller_id, caller_ref=caller_ref, age_band=age_band, gender=gender,
-            shift_id=None, supporter_ids=[], caller_is=None, summary=None, signposted_to=[],
-            answered=True, phone=None,
-        )
+            started_at=started, ended_at=None, issues=[], caller_id=caller_id,
+            caller_ref=caller_ref, age_band=age_band, gender=gender,
+            shift_id=rota.shift_at(started), supporter_ids=rota.on_call(started),
+            caller_is=None, summary=None, signposted_to=[], answered=True, phone=None)
 
     class Logged(Aggregate.Created):
         channel: str

@@ -1,5 +1,5 @@
 """Values and checks the contact aggregate uses: a follow-up as agreed on a call, a
-contact's times, the supporters named on it. No I/O here.
+contact's times. (The supporters named on it are the rota's: ``rota.py``.) No I/O here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from typing import Any
 from services.contact.domain.codes import (
     EARLIEST,
     FOLLOW_UP_AHEAD,
-    MAX_SUPPORTER_ID,
-    MAX_SUPPORTERS,
     RECORD_AHEAD,
     FollowUpKind,
 )
@@ -67,16 +65,3 @@ def contact_times(started_at: datetime, ended_at: datetime | None, now: datetime
         if ended < started:
             raise InvalidCommand("ended_at", "is before started_at")
     return started, ended
-
-
-def supporters_of(ids: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for s in ids or []:
-        if not isinstance(s, str) or not s.strip() or len(s) > MAX_SUPPORTER_ID:
-            raise InvalidCommand("supporter_ids", "each supporter id is a non-empty string "
-                                 f"of at most {MAX_SUPPORTER_ID} characters")
-        if s not in out:
-            out.append(s)
-    if len(out) > MAX_SUPPORTERS:
-        raise InvalidCommand("supporter_ids", f"at most {MAX_SUPPORTERS} supporters")
-    return out

@@ -11,7 +11,7 @@ from services.shift.domain.codes import (
     SupervisionKind,
     Weekday,
 )
-from services.shift.domain.debrief import Debrief, debrief_id_for
+from services.shift.domain.debrief import Debrief, debrief_id_for, is_overdue
 from services.shift.domain.rota import (
     ROTA_TEMPLATE_ID,
     RotaTemplate,
@@ -23,8 +23,8 @@ from services.shift.domain.rota import (
     shift_id_for,
     shifts_for_week,
 )
-from services.shift.domain.shift import Shift, overlaps
-from services.shift.domain.supporter import Supporter, required_courses
+from services.shift.domain.shift import Shift, coverage_of, overlaps
+from services.shift.domain.supporter import Supporter, eligibility_of, required_courses
 
 __all__ = [
     "LONDON",
@@ -42,8 +42,11 @@ __all__ = [
     "SupervisionKind",
     "Supporter",
     "Weekday",
+    "coverage_of",
     "debrief_id_for",
     "default_slots",
+    "eligibility_of",
+    "is_overdue",
     "london_to_utc",
     "monday_of",
     "overlaps",

@@ -22,6 +22,13 @@ def debrief_id_for(contact_id: uuid.UUID, supporter_id: str) -> uuid.UUID:
     return uuid.uuid5(DEBRIEF_NAMESPACE, f"{contact_id}:{supporter_id}")
 
 
+def is_overdue(requested_at: datetime, completed: bool, now: datetime,
+               after: timedelta) -> bool:
+    """The overdue rule: still open more than ``after`` (the setting) after it was
+    requested (for a debrief, and for a row of a list of them)."""
+    return not completed and now - requested_at > after
+
+
 class Debrief(Aggregate):
     """A debrief owed to one supporter after one distressing contact."""
 
@@ -66,18 +73,20 @@ class Debrief(Aggregate):
             raise RuleBroken("the debrief is already complete")
         held = plain_date("on", on, today or london_today(),
                           earliest=self.requested_at.astimezone(LONDON).date())
-        self._completed(on=held.isoformat(), by=person_id("by", by))
+        self._completed(on=held.isoformat(), by=person_id("by", by),
+                        supporter_id=self.supporter_id)
 
     class Completed(Aggregate.Event):
         on: str
         by: str
+        supporter_id: str  # whose debrief: published, so the event says it itself
         meta: dict[str, str]
 
     @event(Completed)
-    def _completed(self, *, on: str, by: str) -> None:
+    def _completed(self, *, on: str, by: str, supporter_id: str) -> None:
         self.completed_on = date.fromisoformat(on)
         self.completed_by = by
 
     def overdue(self, now: datetime, after: timedelta) -> bool:
         """Still open more than ``after`` (the setting) after it was requested."""
-        return self.completed_on is None and now - self.requested_at > after
+        return is_overdue(self.requested_at, self.completed_on is not None, now, after)

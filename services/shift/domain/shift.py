@@ -39,6 +39,13 @@ def overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datet
     return a_start < b_end and b_start < a_end
 
 
+def coverage_of(assigned: int, required: int) -> Coverage:
+    """Covered with as many assigned as required, short with fewer, empty with none."""
+    if not assigned:
+        return Coverage.EMPTY
+    return Coverage.COVERED if assigned >= required else Coverage.SHORT
+
+
 def shift_times(starts_at: datetime, ends_at: datetime,
                 now: datetime | None = None) -> tuple[datetime, datetime]:
     """A shift's times: with their offsets, from 2000 to two years ahead, the end after
@@ -101,9 +108,7 @@ class Shift(Aggregate):
     # -- assignments ---------------------------------------------------------------------
     @property
     def coverage(self) -> Coverage:
-        if not self.assignments:
-            return Coverage.EMPTY
-        return Coverage.COVERED if len(self.assignments) >= self.required else Coverage.SHORT
+        return coverage_of(len(self.assignments), self.required)
 
     def _check_may_join(self, supporter_id: str, *, eligible: bool, active: bool,
                         overlapping: bool) -> None:

@@ -16,6 +16,7 @@ from eventsourcing.domain import event
 from services.shift.domain.codes import (
     COURSES,
     DATE_AHEAD,
+    DEFAULT_REQUIRED_COURSES,
     MAX_VALIDITY_YEARS,
     ROLES,
     SUPERVISION_KINDS,
@@ -43,6 +44,18 @@ def required_courses(courses: Iterable[str]) -> frozenset[str]:
     return out
 
 
+def eligibility_of(training: Iterable[dict[str, Any]], required: frozenset[str],
+                   on: date) -> tuple[bool, list[str]]:
+    """The eligibility rule: current training in each ``required`` course on a date
+    (completed on or before it, and not expired: a certificate is no longer current on
+    its ``expires_on`` date). Whether, and the required courses missing, sorted."""
+    current = {t["course"] for t in training
+               if t["completed_on"] <= on
+               and (t["expires_on"] is None or on < t["expires_on"])}
+    missing = sorted(set(required) - current)
+    return not missing, missing
+
+
 def _sealed(field: str, value: str | None) -> str:
     """A personal field that must be given, sealed."""
     if value is None:
@@ -57,10 +70,14 @@ class Supporter(Aggregate):
     @classmethod
     def register(cls, *, name: str, phone: str | None, email: str | None, role: str,
                  start_date: date, id: uuid.UUID | None = None,
-                 today: date | None = None) -> Supporter:
+                 today: date | None = None,
+                 required: frozenset[str] = DEFAULT_REQUIRED_COURSES) -> Supporter:
         """``name``, ``phone`` and ``email`` arrive sealed (``phone`` and ``email`` may
-        be absent); the start date is from 2000 to two years ahead."""
+        be absent); the start date is from 2000 to two years ahead. The event records
+        the eligibility they start with (no training yet: eligible only if ``required``,
+        the setting, is empty), as other services learn it."""
         today = today or london_today()
+        eligible, missing = eligibility_of([], required, today)
         return cls._create(
             cls.Registered,
             id=id or uuid.uuid4(),
@@ -69,6 +86,8 @@ class Supporter(Aggregate):
             email=require_sealed("email", email),
             role=one_of("role", role, ROLES),
             start_date=plain_date("start_date", start_date, today + DATE_AHEAD).isoformat(),
+            eligible=eligible,
+            missing=missing,
         )
 
     class Registered(Aggregate.Created):
@@ -77,10 +96,12 @@ class Supporter(Aggregate):
         email: str | None
         role: str
         start_date: str
+        eligible: bool
+        missing: list[str]
         meta: dict[str, str]
 
     def __init__(self, *, name: str, phone: str | None, email: str | None, role: str,
-                 start_date: str) -> None:
+                 start_date: str, eligible: bool, missing: list[str]) -> None:
         self.name = name
         self.phone = phone
         self.email = email
@@ -90,6 +111,8 @@ class Supporter(Aggregate):
         self.deactivation_reason: str | None = None
         self.training: list[dict[str, Any]] = []
         self.supervisions: list[dict[str, Any]] = []
+        # Eligibility as last recorded (and published); ``eligibility`` is the rule.
+        self.recorded_eligibility: tuple[bool, list[str]] = (eligible, list(missing))
 
     def _still_active(self) -> None:
         if not self.active:
@@ -129,11 +152,28 @@ class Supporter(Aggregate):
         certificate is no longer current on its ``expires_on`` date). Returns whether,
         and the required courses missing, sorted. Whether the supporter is active is
         asked separately (``active``)."""
-        current = {t["course"] for t in self.training
-                   if t["completed_on"] <= on
-                   and (t["expires_on"] is None or on < t["expires_on"])}
-        missing = sorted(set(required) - current)
-        return not missing, missing
+        return eligibility_of(self.training, required, on)
+
+    def refresh_eligibility(self, required: frozenset[str], on: date) -> bool:
+        """Record the eligibility ``on`` a date when it differs from the one last recorded
+        (training recorded, a certificate expired, the required set changed): whether it
+        changed. A deactivated supporter's is no longer followed."""
+        if not self.active:
+            return False
+        eligible, missing = self.eligibility(required, on)
+        if (eligible, missing) == self.recorded_eligibility:
+            return False
+        self._eligibility_changed(eligible=eligible, missing=missing)
+        return True
+
+    class EligibilityChanged(Aggregate.Event):
+        eligible: bool
+        missing: list[str]
+        meta: dict[str, str]
+
+    @event(EligibilityChanged)
+    def _eligibility_changed(self, *, eligible: bool, missing: list[str]) -> None:
+        self.recorded_eligibility = (eligible, list(missing))
 
     # -- supervision ---------------------------------------------------------------------
     def record_supervision(self, *, kind: str, on: date, by: str, notes: str | None = None,
