@@ -96,11 +96,15 @@ def _with_assignments(conn: Connection, rows: Sequence[Any]) -> tuple[RotaShift,
     return tuple(out)
 
 
+# Built once: logging a contact asks it every time (the shift on at its start).
+_HOLDING = sa.select(shifts).where(shifts.c.starts_at <= sa.bindparam("at", type_=Instant),
+                                   shifts.c.ends_at > sa.bindparam("at", type_=Instant))
+
+
 def _holding(conn: Connection, at: datetime | None) -> tuple[RotaShift, ...]:
     if at is None:
         return ()
-    rows = conn.execute(sa.select(shifts).where(shifts.c.starts_at <= _at(at),
-                                                shifts.c.ends_at > _at(at))).all()
+    rows = conn.execute(_HOLDING, {"at": at.astimezone(UTC)}).all()
     return _with_assignments(conn, rows)
 
 

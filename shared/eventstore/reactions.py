@@ -61,17 +61,29 @@ class Outcome:
 class Reactor:
     """Applies upstream events to one application, exactly once, through its tracking.
     It has the consumer's side of a read model (``shared.messaging.consumer.Projection``):
-    no tables of its own, so nothing to remake (``generation`` never changes)."""
+    no tables of its own, so nothing to remake (``generation`` never changes).
+
+    Most upstream events want no reaction (the shift service reacts to one type of the
+    contact service's many). Those are only counted as seen, and their position is
+    written now and then (every ``track_every``) or with the next reaction, never one
+    write each: after a crash the consumer replays the unwritten ones from the source
+    log, and they change nothing. A reaction is always written with its own tracking."""
 
     generation = 0
 
-    def __init__(self, app: ServiceApplication, reactions: Reactions) -> None:
+    def __init__(self, app: ServiceApplication, reactions: Reactions,
+                 track_every: int = 500) -> None:
         self.app = app
         self.reactions = reactions
         self.name = reactions.name
+        self.track_every = track_every
+        self._seen: dict[str, int] = {}  # the highest position seen, written or not
+        # Per upstream: how many seen events are not written yet, and the last of them.
+        self._unwritten: dict[str, tuple[int, IntegrationEvent]] = {}
 
     def last_applied(self, upstream: str) -> int:
-        return int(self.app.process_recorder.max_tracking_id(upstream) or 0)
+        stored = int(self.app.process_recorder.max_tracking_id(upstream) or 0)
+        return max(stored, self._seen.get(upstream, 0))
 
     def check_tables(self) -> bool:
         return False
@@ -91,22 +103,49 @@ class Reactor:
                     log.warning("reaction_refused", upstream=event.service, type=event.type,
                                 notification_id=event.notification_id,
                                 error_type=type(e).__name__)
-            tracking = Tracking(application_name=event.service,
-                                notification_id=event.notification_id)
-            try:
-                self.app.save_with_tracking(tracking, *changed)
-            except IntegrityError:
-                if self.app.process_recorder.has_tracking_id(event.service,
-                                                             event.notification_id):
-                    return False
-                raise
+            if not self._write(event, *changed):
+                return False
+        self._seen_up_to(event)
         return True
 
     def apply_events(self, events: Sequence[IntegrationEvent],
                      generation: int | None = None) -> Outcome:
-        """One event at a time, each in its own transaction with its tracking."""
+        """A consumer's batch (one upstream, in order)."""
         outcome = Outcome()
+        for upstream in {e.service for e in events} - set(self._seen):
+            self._seen[upstream] = self.last_applied(upstream)  # what was written before
         for event in events:
-            (outcome.applied if self.apply(event) else outcome.duplicates).append(
-                event.notification_id)
+            wanted = (event.service, event.type) in self.reactions.handlers
+            if wanted:
+                applied = self.apply(event)
+            else:
+                applied = event.notification_id > self._seen.get(event.service, 0)
+                if applied:
+                    count, _ = self._unwritten.get(event.service, (0, event))
+                    self._unwritten[event.service] = (count + 1, event)
+                    self._seen_up_to(event)
+            (outcome.applied if applied else outcome.duplicates).append(event.notification_id)
+        for count, last in list(self._unwritten.values()):
+            if count >= self.track_every:
+                self._write(last)
         return outcome
+
+    def _seen_up_to(self, event: IntegrationEvent) -> None:
+        self._seen[event.service] = max(self._seen.get(event.service, 0),
+                                        event.notification_id)
+
+    def _write(self, event: IntegrationEvent, *changed: Any) -> bool:
+        """Save ``changed`` with the tracking of ``event``; False if it was saved before.
+        Any events seen but not yet written are covered by it (a later position)."""
+        tracking = Tracking(application_name=event.service,
+                            notification_id=event.notification_id)
+        try:
+            self.app.save_with_tracking(tracking, *changed)
+        except IntegrityError:
+            if self.app.process_recorder.has_tracking_id(event.service, event.notification_id):
+                return False
+            raise
+        pending = self._unwritten.get(event.service)
+        if pending is not None and pending[1].notification_id <= event.notification_id:
+            del self._unwritten[event.service]
+        return True

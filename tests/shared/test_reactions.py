@@ -100,3 +100,19 @@ def test_an_event_no_handler_wants_is_tracked_and_a_refused_one_is_not_retried(
 
 def test_reactions_name_the_services_they_subscribe_to() -> None:
     assert REACTIONS.subscriptions == ("contact",)
+
+
+def test_events_no_handler_wants_are_written_now_and_then_and_replay_harmlessly(
+        app: Notes) -> None:
+    reactor = Reactor(app, REACTIONS, track_every=3)
+    reactor.apply_events([_upstream(1, "ContactLogged"), _upstream(2, "ContactLogged")])
+    assert reactor.last_applied("contact") == 2  # seen
+    assert Reactor(app, REACTIONS).last_applied("contact") == 0  # not written: a restart
+    reactor.apply_events([_upstream(3, "ContactLogged")])  # the third: written
+    assert Reactor(app, REACTIONS).last_applied("contact") == 3
+    reactor.apply_events([_upstream(4, "ContactLogged"), _upstream(5)])  # a reaction writes
+    restarted = Reactor(app, REACTIONS, track_every=3)
+    assert restarted.last_applied("contact") == 5
+    replay = restarted.apply_events([_upstream(4, "ContactLogged"), _upstream(5)])
+    assert replay.applied == [] and replay.duplicates == [4, 5]
+    assert [e.type for e in app.integration_events(0, 10)] == ["NoteOpened"]
