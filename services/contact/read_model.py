@@ -12,11 +12,8 @@ text, so that "who handled it" is an exact match on an id.
 
 from __future__ import annotations
 
-import base64
-import json
-import re
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,11 +21,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.contact.domain import Contact, DirectoryEntry, Referral
-from shared.kernel import InvalidCommand
+from shared.eventstore.readtables import (
+    Instant,
+    decode_cursor,
+    from_ts,
+    id_part,
+    instant_part,
+    n_part,
+    page,
+    ts,
+)
+from shared.eventstore.readtables import (
+    at as _at,
+)
 
 metadata = sa.MetaData()
 
-Instant = sa.DateTime(timezone=True)  # UTC
 
 contacts = sa.Table(
     "v_contacts",
@@ -84,23 +92,6 @@ directory_entries = sa.Table(
     sa.Column("notes", sa.Text),
     sa.Column("version", sa.Integer, nullable=False),
 )
-
-
-def ts(value: datetime | None) -> datetime | None:
-    """A time as the read tables keep it: UTC."""
-    return value.astimezone(UTC) if value is not None else None
-
-
-def from_ts(value: datetime | None) -> datetime | None:
-    """A time read back: SQLite hands back naive UTC, PostgreSQL the session's zone."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _at(value: datetime) -> Any:
-    """A time bound into a query as the column type, so SQLite compares like with like."""
-    return sa.literal(ts(value), Instant)
 
 
 # ---------------------------------------------------------------------------- apply
@@ -178,68 +169,6 @@ def contacts_of_caller(engine: Engine, caller_id: UUID) -> list[Any]:
         ))
 
 
-# A cursor names the sort key of a page's last item; each part is read back as what it
-# was (a time, an id, a small number) or the cursor is refused: never a value the
-# database cannot take (a number past its integer, a digit that is not ASCII).
-_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_N = re.compile(r"^[0-9]{1,9}$")
-
-
-def _instant_part(part: str) -> datetime:
-    value = datetime.fromisoformat(part)
-    if value.tzinfo is None:
-        raise ValueError("naive")
-    return value.astimezone(UTC)
-
-
-def _id_part(part: str) -> str:
-    if not _ID.match(part):
-        raise ValueError("not an id")
-    return part
-
-
-def _n_part(part: str) -> int:
-    if not _N.match(part):
-        raise ValueError("not a small number")
-    return int(part)
-
-
-def _cursor_text(value: object) -> str:
-    if isinstance(value, datetime):
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.isoformat()
-    return str(value)
-
-
-def encode_cursor(kind: str, *parts: object) -> str:
-    """An opaque keyset cursor: which list, and the sort key of a page's last item."""
-    text = [kind, *map(_cursor_text, parts)]
-    return base64.urlsafe_b64encode(json.dumps(text).encode()).decode()
-
-
-def decode_cursor(cursor: str, kind: str,
-                  parts: Sequence[Callable[[str], Any]]) -> list[Any]:
-    """The sort key in a cursor this list gave out, each part read by its parser; a 422
-    naming query.cursor otherwise."""
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")).decode())
-        if not (isinstance(raw, list) and len(raw) == len(parts) + 1 and raw[0] == kind
-                and all(isinstance(p, str) for p in raw)):
-            raise ValueError("shape")
-        return [parse(p) for parse, p in zip(parts, raw[1:], strict=True)]
-    except Exception as e:
-        raise InvalidCommand("cursor", "is not one this list gave out", "query") from e
-
-
-def _page(rows: list[Any], limit: int, kind: str, key: Callable[[Any], tuple[object, ...]]
-          ) -> tuple[list[Any], str | None]:
-    """Rows fetched with limit + 1: the page, and the cursor of the next one if any."""
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(kind, *key(rows[-1]))
-
-
 def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | None,
                   end: datetime | None, limit: int,
                   cursor: str | None) -> tuple[list[Any], str | None]:
@@ -252,13 +181,13 @@ def list_contacts(engine: Engine, *, caller_id: UUID | None, start: datetime | N
     if end is not None:
         q = q.where(contacts.c.started_at < _at(end))
     if cursor:
-        s, cid = decode_cursor(cursor, "contacts", (_instant_part, _id_part))
+        s, cid = decode_cursor(cursor, "contacts", (instant_part, id_part))
         q = q.where(sa.tuple_(contacts.c.started_at, contacts.c.contact_id)
                     < sa.tuple_(_at(s), sa.literal(cid)))
     q = q.order_by(contacts.c.started_at.desc(), contacts.c.contact_id.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = list(conn.execute(q))
-    return _page(rows, limit, "contacts", lambda r: (r.started_at, r.contact_id))
+    return page(rows, limit, "contacts", lambda r: (r.started_at, r.contact_id))
 
 
 def supporters_of(row: Any) -> list[str]:
@@ -291,12 +220,12 @@ def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str
     q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
                                     follow_ups.c.due_by < _at(due_before))
     if cursor:
-        due, cid, n = decode_cursor(cursor, "follow-ups", (_instant_part, _id_part, _n_part))
+        due, cid, n = decode_cursor(cursor, "follow-ups", (instant_part, id_part, n_part))
         q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
                     > sa.tuple_(_at(due), sa.literal(cid), sa.literal(n)))
     q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit, "follow-ups",
+        rows, next_cursor = page(list(conn.execute(q)), limit, "follow-ups",
                                   lambda r: (r.due_by, r.contact_id, r.n))
     return [
         {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
@@ -312,12 +241,12 @@ def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | N
     if status is not None:
         q = q.where(referrals.c.status == status)
     if cursor:
-        received, rid = decode_cursor(cursor, "referrals", (_instant_part, _id_part))
+        received, rid = decode_cursor(cursor, "referrals", (instant_part, id_part))
         q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id)
                     > sa.tuple_(_at(received), sa.literal(rid)))
     q = q.order_by(referrals.c.received_at, referrals.c.referral_id).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit, "referrals",
+        rows, next_cursor = page(list(conn.execute(q)), limit, "referrals",
                                   lambda r: (r.received_at, r.referral_id))
     return [UUID(r.referral_id) for r in rows], next_cursor
 
@@ -329,9 +258,9 @@ def page_by_name(entries: list[dict[str, Any]], limit: int, cursor: str | None
     # cursor comparison below must use the same order as the page.
     entries = sorted(entries, key=lambda e: (e["name"], e["id"]))
     if cursor:
-        name, eid = decode_cursor(cursor, "directory", (str, _id_part))
+        name, eid = decode_cursor(cursor, "directory", (str, id_part))
         entries = [e for e in entries if (e["name"], e["id"]) > (name, eid)]
-    return _page(entries, limit, "directory", lambda e: (e["name"], e["id"]))
+    return page(entries, limit, "directory", lambda e: (e["name"], e["id"]))
 
 
 def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:

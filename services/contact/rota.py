@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.contact.domain import OnShiftWindow, Rota, RotaShift, RotaSupporter, supporter_key
-from services.contact.read_model import Instant, from_ts
+from shared.eventstore.readtables import Instant, from_ts
+from shared.eventstore.readtables import at as _at
 
 NAME = "contact-rota"
 
@@ -60,11 +61,6 @@ def instant(value: object) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         return None
-
-
-def _at(value: datetime) -> Any:
-    """A time bound into a query as the column type, so SQLite compares like with like."""
-    return sa.literal(value.astimezone(UTC), Instant)
 
 
 # -------------------------------------------------------------------------- reading

@@ -12,6 +12,7 @@ from uuid import UUID
 from services.shift import read_model as views
 from services.shift.domain import Debrief, debrief_id_for
 from services.shift.domain.debrief import is_overdue
+from shared.eventstore import readtables
 from shared.kernel import InvalidCommand, check_expected_version
 from shared.logging import get_logger
 
@@ -64,10 +65,10 @@ class Debriefs:
         now = datetime.now(UTC)
         return [{
             "id": r.debrief_id, "supporter_id": r.supporter_id, "contact_id": r.contact_id,
-            "requested_at": views.from_ts(r.requested_at),
+            "requested_at": readtables.from_ts(r.requested_at),
             "status": "open" if r.completed_on is None else "complete",
             "completed_on": r.completed_on, "completed_by": r.completed_by,
-            "overdue": is_overdue(views.from_ts(r.requested_at) or now,
+            "overdue": is_overdue(readtables.from_ts(r.requested_at) or now,
                                   r.completed_on is not None, now,
                                   self.app.debrief_due_within),
             "version": r.version,

@@ -13,20 +13,29 @@ the events, sealed. Times are native ``DateTime(timezone=True)`` columns holding
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from services.shift.cursors import decode as _decode
-from services.shift.cursors import page as _page
 from services.shift.domain import Bag, Debrief, Shift, Supporter
 from services.shift.domain.shift import coverage_of
+from shared.eventstore.readtables import (
+    Instant,
+    decode_cursor,
+    from_ts,
+    id_part,
+    instant_part,
+    page,
+    ts,
+)
+from shared.eventstore.readtables import (
+    at as _at,
+)
 
 metadata = sa.MetaData()
 
-Instant = sa.DateTime(timezone=True)  # UTC
 PERSON = 100  # characters: a person's id (a token's sub)
 
 supporters = sa.Table(
@@ -92,23 +101,6 @@ debriefs = sa.Table(
     sa.Column("completed_by", sa.String(PERSON)),
     sa.Column("version", sa.Integer, nullable=False),
 )
-
-
-def ts(value: datetime | None) -> datetime | None:
-    """A time as the read tables keep it: UTC."""
-    return value.astimezone(UTC) if value is not None else None
-
-
-def from_ts(value: datetime | None) -> datetime | None:
-    """A time read back: SQLite hands back naive UTC, PostgreSQL the session's zone."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _at(value: datetime) -> Any:
-    """A time bound into a query as the column type, so SQLite compares like with like."""
-    return sa.literal(ts(value), Instant)
 
 
 # ---------------------------------------------------------------------------- apply
@@ -220,12 +212,12 @@ def supporter_ids(engine: Engine, active: bool | None, limit: int, cursor: str |
     if active is not None:
         q = q.where(supporters.c.active.is_(active))
     if cursor:
-        at, sid = _decode(cursor, "supporters")
+        at, sid = decode_cursor(cursor, "supporters", (instant_part, id_part))
         q = q.where(sa.tuple_(supporters.c.registered_at, supporters.c.supporter_id)
                     > sa.tuple_(_at(at), sa.literal(sid)))
     q = q.order_by(supporters.c.registered_at, supporters.c.supporter_id).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit, "supporters",
+        rows, next_cursor = page(list(conn.execute(q)), limit, "supporters",
                                   lambda r: (r.registered_at, r.supporter_id))
     return [r.supporter_id for r in rows], next_cursor
 
@@ -266,12 +258,12 @@ def shifts_between(engine: Engine, start: datetime, end: datetime, *, gaps_only:
     if gaps_only:
         q = q.where(shifts.c.coverage != "covered")
     if cursor:
-        at, sid = _decode(cursor, kind)
+        at, sid = decode_cursor(cursor, kind, (instant_part, id_part))
         q = q.where(sa.tuple_(shifts.c.starts_at, shifts.c.shift_id)
                     > sa.tuple_(_at(at), sa.literal(sid)))
     q = q.order_by(shifts.c.starts_at, shifts.c.shift_id).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit, kind,
+        rows, next_cursor = page(list(conn.execute(q)), limit, kind,
                                   lambda r: (r.starts_at, r.shift_id))
         return _with_people(conn, rows), next_cursor
 
@@ -337,12 +329,12 @@ def bag_rows(engine: Engine, limit: int, cursor: str | None
     """Every bag, oldest first, keyset-paged on (registered_at, bag_id)."""
     q = sa.select(bags)
     if cursor:
-        at, bid = _decode(cursor, "bags")
+        at, bid = decode_cursor(cursor, "bags", (instant_part, id_part))
         q = q.where(sa.tuple_(bags.c.registered_at, bags.c.bag_id)
                     > sa.tuple_(_at(at), sa.literal(bid)))
     q = q.order_by(bags.c.registered_at, bags.c.bag_id).limit(limit + 1)
     with engine.connect() as conn:
-        rows, next_cursor = _page(list(conn.execute(q)), limit, "bags",
+        rows, next_cursor = page(list(conn.execute(q)), limit, "bags",
                                   lambda r: (r.registered_at, r.bag_id))
     return [{"id": r.bag_id, "label": r.label, "holder": r.holder, "version": r.version}
             for r in rows], next_cursor
@@ -359,10 +351,10 @@ def debrief_rows(engine: Engine, *, status: str | None, supporter_id: str | None
     if supporter_id is not None:
         q = q.where(debriefs.c.supporter_id == supporter_id)
     if cursor:
-        at, did = _decode(cursor, "debriefs")
+        at, did = decode_cursor(cursor, "debriefs", (instant_part, id_part))
         q = q.where(sa.tuple_(debriefs.c.requested_at, debriefs.c.debrief_id)
                     > sa.tuple_(_at(at), sa.literal(did)))
     q = q.order_by(debriefs.c.requested_at, debriefs.c.debrief_id).limit(limit + 1)
     with engine.connect() as conn:
-        return _page(list(conn.execute(q)), limit, "debriefs",
+        return page(list(conn.execute(q)), limit, "debriefs",
                      lambda r: (r.requested_at, r.debrief_id))

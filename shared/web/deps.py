@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.web.auth import Allow, Principal
+from shared.web.idempotency import FirstResponse
 from shared.web.problems import PreconditionFailed
 from shared.web.types import ascii_int
 
@@ -76,11 +77,36 @@ def with_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = etag(version)
 
 
-def once(request: Request, service: str, principal: Principal, key: str | None, route: str,
-         body: BaseModel, create: Callable[[], str]) -> str:
-    """Run ``create`` once per ``Idempotency-Key``: a retry gets the first resource id."""
-    resource_id, _ = runtime_of(request, service).idempotency.run(
-        key=key, principal=principal, route=route,
-        body=body.model_dump_json().encode(), create=create,
-    )
-    return str(resource_id)
+class Strict(BaseModel):
+    """A request body: a field the endpoint does not know is refused (422), not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T")
+
+
+def created_once(request: Request, service: str, principal: Principal, key: str | None,
+                 route: str, body: BaseModel, *, create: Callable[[], T],
+                 ident: Callable[[T], str], load: Callable[[str], T],
+                 show: Callable[[T], tuple[BaseModel, str, int]]) -> Response:
+    """Answer a creating POST with 201, ``Location`` and ``ETag``, once per
+    ``Idempotency-Key`` (``shared.web.idempotency``): ``create`` makes the resource,
+    ``ident`` names it, ``show`` presents it (model, location, version); a retry gets
+    the answer first given, whatever has happened to the resource since (``load`` is
+    only for a retry whose first answer was not kept)."""
+    made: list[T] = []
+
+    def run() -> str:
+        made.append(create())
+        return ident(made[0])
+
+    def present(resource_id: str) -> FirstResponse:
+        model, location, version = show(made[0] if made else load(resource_id))
+        return FirstResponse(201, model.model_dump_json().encode(),
+                             {"Location": location, "ETag": etag(version)})
+
+    first = runtime_of(request, service).idempotency.respond(
+        key=key, principal=principal, route=route, body=body.model_dump_json().encode(),
+        create=run, present=present)
+    return first.response()

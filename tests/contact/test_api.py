@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.contact import read_model
 from services.reporting.handlers import london_month
+from shared.eventstore import readtables
 from shared.web.auth import Role
 from tests.contact.rota import RotaFeed
 from tests.support import PROBLEM, Stack, contact_body, stored_events, wait_for
@@ -578,7 +578,7 @@ def test_bad_cursors_long_strings_and_huge_numbers_are_422_never_500(stack: Stac
     with stack.client(Role.SUPPORTER, sub="sup-1") as c:
         due = contact["follow_ups"][0]["due_by"]
         for n in ("99999999999999999999", "\u00b2"):
-            cursor = read_model.encode_cursor("follow-ups", due, contact["id"], n)
+            cursor = readtables.encode_cursor("follow-ups", due, contact["id"], n)
             r = c.get("/contact/follow-ups", params={"due_before": later, "cursor": cursor})
             assert r.status_code == 422 and _field_of(r) == ["query.cursor"], r.text
         for path in (f"{url}/risk-assessments/{10**30}", f"{url}/escalations/{10**30}"):

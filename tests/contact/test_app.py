@@ -22,6 +22,7 @@ from services.reporting.app import ReportingApplication
 from services.reporting.handlers import london_month
 from services.system import ServiceRuntime
 from shared.config import Settings
+from shared.eventstore import readtables
 from shared.kernel import (
     Conflicting,
     InvalidCommand,
@@ -366,7 +367,7 @@ def test_times_sort_as_they_compare_even_for_a_record_stored_before_the_rule(
     rest, last = app.list_contacts(caller_ref=None, start=None, end=None, limit=1,
                                    cursor=cursor)
     assert [r.contact_id for r in rest] == [str(ancient.id)] and last is None
-    assert views.from_ts(rest[0].started_at) == datetime(387, 7, 26, 12, tzinfo=UTC)
+    assert readtables.from_ts(rest[0].started_at) == datetime(387, 7, 26, 12, tzinfo=UTC)
     since_2000, _ = app.list_contacts(caller_ref=None, limit=10, cursor=None,
                                       start=datetime(2000, 1, 1, tzinfo=UTC),
                                       end=datetime(2200, 1, 1, tzinfo=UTC))
@@ -388,7 +389,7 @@ def test_follow_ups_due_sort_and_page_by_native_time(app: ContactApplication) ->
 @pytest.mark.parametrize("n", ["99999999999999999999", "\u00b2", "-1", "1e3", ""])
 def test_a_cursor_with_a_number_no_column_holds_is_refused(app: ContactApplication,
                                                           n: str) -> None:
-    cursor = views.encode_cursor("follow-ups", datetime.now(UTC), str(uuid.uuid4()), n)
+    cursor = readtables.encode_cursor("follow-ups", datetime.now(UTC), str(uuid.uuid4()), n)
     with pytest.raises(InvalidCommand) as info:
         app.follow_ups_due(datetime.now(UTC), 10, cursor)
     assert (info.value.location, info.value.field) == ("query", "cursor")
@@ -402,7 +403,7 @@ def test_a_cursor_whose_parts_are_not_what_the_list_gave_out_is_refused(
         app: ContactApplication, parts: tuple[str, str]) -> None:
     with pytest.raises(InvalidCommand) as info:
         app.list_contacts(caller_ref=None, start=None, end=None, limit=10,
-                          cursor=views.encode_cursor("contacts", *parts))
+                          cursor=readtables.encode_cursor("contacts", *parts))
     assert (info.value.location, info.value.field) == ("query", "cursor")
 
 

@@ -11,16 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
-from services.contact.api.common import (
-    COORD,
-    ON_CALL,
-    App,
-    CallerRef,
-    Phone,
-    Short,
-    Strict,
-    created_once,
-)
+from services.contact.api.common import COORD, ON_CALL, App, CallerRef, Phone, Short, created_once
 from services.contact.api.presenters import (
     CallerOut,
     ErasureOut,
@@ -30,7 +21,7 @@ from services.contact.api.presenters import (
 )
 from services.contact.domain import AgeBand, Caller, Gender, NewCaller
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 
 router = APIRouter()
 

@@ -6,18 +6,17 @@ answers once per ``Idempotency-Key``. Shapes only: the rules are the domain's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.convertors import Convertor, register_url_convertor
 
 from services.contact.app import ContactApplication
 from services.contact.domain.directory import DAY, HH_MM
+from shared.web import deps
 from shared.web.auth import Allow, Principal, Role
-from shared.web.deps import application, etag, runtime_of
-from shared.web.idempotency import FirstResponse
+from shared.web.deps import Strict, application
 
 S, C, A, P = Role.SUPPORTER, Role.COORDINATOR, Role.AUDITOR, Role.PARTNER
 ON_CALL = Allow(S, C)
@@ -57,10 +56,6 @@ register_url_convertor("caller_ref", CallerRefConvertor())
 Nth = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class OpeningSlot(Strict):
     """One opening of a directory entry. The patterns are documented here and checked
     by the domain (``services.contact.domain.directory``), which names the bad slot."""
@@ -70,30 +65,7 @@ class OpeningSlot(Strict):
     closes: Annotated[str, Field(json_schema_extra={"pattern": HH_MM.pattern})]
 
 
-T = TypeVar("T")
-
-
 def created_once(request: Request, principal: Principal, key: str | None, route: str,
-                 body: BaseModel, *, create: Callable[[], T], ident: Callable[[T], str],
-                 load: Callable[[str], T],
-                 show: Callable[[T], tuple[BaseModel, str, int]]) -> Response:
-    """Answer a creating POST with 201, ``Location`` and ``ETag``, once per
-    ``Idempotency-Key`` (``shared.web.idempotency``): ``create`` makes the resource,
-    ``ident`` names it, ``show`` presents it (model, location, version); a retry gets
-    the answer first given, whatever has happened to the resource since (``load`` is
-    only for a retry whose first answer was not kept)."""
-    made: list[T] = []
-
-    def run() -> str:
-        made.append(create())
-        return ident(made[0])
-
-    def present(resource_id: str) -> FirstResponse:
-        model, location, version = show(made[0] if made else load(resource_id))
-        return FirstResponse(201, model.model_dump_json().encode(),
-                             {"Location": location, "ETag": etag(version)})
-
-    first = runtime_of(request, "contact").idempotency.respond(
-        key=key, principal=principal, route=route, body=body.model_dump_json().encode(),
-        create=run, present=present)
-    return first.response()
+                 body: BaseModel, **how: Any) -> Response:
+    """``shared.web.deps.created_once`` for the contact service."""
+    return deps.created_once(request, "contact", principal, key, route, body, **how)

@@ -23,7 +23,6 @@ from services.contact.api.common import (
     Nth,
     Phone,
     Short,
-    Strict,
     Text,
     created_once,
 )
@@ -51,7 +50,7 @@ from services.contact.domain import (
 )
 from services.contact.domain.codes import MAX_SUPPORTERS
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, created, roles_doc, with_etag
 from shared.web.problems import NotFound
 from shared.web.types import Instant
 

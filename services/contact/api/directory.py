@@ -11,19 +11,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field, StringConstraints
 
-from services.contact.api.common import (
-    COORD,
-    ON_CALL,
-    App,
-    OpeningSlot,
-    Short,
-    Strict,
-    created_once,
-)
+from services.contact.api.common import COORD, ON_CALL, App, OpeningSlot, Short, created_once
 from services.contact.api.presenters import DirectoryOut, DirectoryPage, directory_out
 from services.contact.domain import DirectoryEntry, IssueCategory
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()

@@ -25,14 +25,13 @@ from services.contact.api.common import (
     CallerRef,
     LongText,
     Short,
-    Strict,
     Text,
     created_once,
 )
 from services.contact.api.presenters import ReferralOut, ReferralPage, referral_out
 from services.contact.domain import Referral, ReferralSource
 from shared.web.auth import Principal, Role
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()

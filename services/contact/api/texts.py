@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from services.contact.api.common import ON_CALL, App, Strict, created_once
+from services.contact.api.common import ON_CALL, App, created_once
 from services.contact.api.presenters import (
     TextMessageOut,
     TextThreadOut,
@@ -26,7 +26,7 @@ from services.contact.api.presenters import (
 from services.contact.domain import Contact
 from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, Strict, roles_doc, with_etag
 from shared.web.middleware import correlation_of
 from shared.web.problems import Forbidden, Problem, Unprocessable
 

@@ -13,11 +13,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
-from services.shift.api.common import COORD, ROTA, App, Label, PersonId, Strict, Text, created_once
+from services.shift.api.common import COORD, ROTA, App, Label, PersonId, Text, created_once
 from services.shift.api.presenters import BagItemOut, BagOut, BagPage, bag_out
 from services.shift.domain import Bag, BagItem
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, created, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()

@@ -12,17 +12,16 @@ routing of other systems.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, StringConstraints
 
 from services.shift.app import ShiftApplication
+from shared.web import deps
 from shared.web.auth import Allow, Principal, Role
-from shared.web.deps import application, etag, runtime_of
-from shared.web.idempotency import FirstResponse
+from shared.web.deps import application
 
 S, C, P = Role.SUPPORTER, Role.COORDINATOR, Role.PARTNER
 COORD = Allow(C)
@@ -60,34 +59,7 @@ def _iso_date(value: Any) -> Any:
 Day = Annotated[date, BeforeValidator(_iso_date)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-T = TypeVar("T")
-
-
 def created_once(request: Request, principal: Principal, key: str | None, route: str,
-                 body: BaseModel, *, create: Callable[[], T], ident: Callable[[T], str],
-                 load: Callable[[str], T],
-                 show: Callable[[T], tuple[BaseModel, str, int]]) -> Response:
-    """Answer a creating POST with 201, ``Location`` and ``ETag``, once per
-    ``Idempotency-Key`` (``shared.web.idempotency``): ``create`` makes the resource,
-    ``ident`` names it, ``show`` presents it (model, location, version); a retry gets
-    the answer first given (``load`` is only for a retry whose first answer was not
-    kept)."""
-    made: list[T] = []
-
-    def run() -> str:
-        made.append(create())
-        return ident(made[0])
-
-    def present(resource_id: str) -> FirstResponse:
-        model, location, version = show(made[0] if made else load(resource_id))
-        return FirstResponse(201, model.model_dump_json().encode(),
-                             {"Location": location, "ETag": etag(version)})
-
-    first = runtime_of(request, "shift").idempotency.respond(
-        key=key, principal=principal, route=route, body=body.model_dump_json().encode(),
-        create=run, present=present)
-    return first.response()
+                 body: BaseModel, **how: Any) -> Response:
+    """``shared.web.deps.created_once`` for the shift service."""
+    return deps.created_once(request, "shift", principal, key, route, body, **how)

@@ -11,10 +11,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
-from services.shift.api.common import COORD, App, Day, PersonId, Strict
+from services.shift.api.common import COORD, App, Day, PersonId
 from services.shift.api.presenters import DebriefOut, DebriefPage, debrief_out
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IfMatch, roles_doc, with_etag
+from shared.web.deps import Cursor, IfMatch, Strict, roles_doc, with_etag
 
 router = APIRouter()
 

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import Field
 
-from services.shift.api.common import COORD, HHMM, ISO_WEEK, ROTA, App, Strict
+from services.shift.api.common import COORD, HHMM, ISO_WEEK, ROTA, App
 from services.shift.api.presenters import TemplateOut, WeekOut, shift_out, template_out
 from services.shift.domain import Weekday
 from services.shift.domain.codes import DEFAULT_REQUIRED, MAX_REQUIRED, MAX_SLOTS
 from shared.web.auth import Principal
-from shared.web.deps import IfMatch, roles_doc, with_etag
+from shared.web.deps import IfMatch, Strict, roles_doc, with_etag
 
 router = APIRouter()
 

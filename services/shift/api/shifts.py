@@ -15,7 +15,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import Field
 
-from services.shift.api.common import COORD, ON_CALL, ROTA, App, Strict, Text, created_once
+from services.shift.api.common import COORD, ON_CALL, ROTA, App, Text, created_once
 from services.shift.api.presenters import (
     OnCallOut,
     ShiftOut,
@@ -27,7 +27,7 @@ from services.shift.domain import Shift
 from services.shift.domain.codes import DEFAULT_REQUIRED, MAX_REQUIRED
 from shared.kernel import InvalidCommand
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, created, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, created, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()

@@ -19,14 +19,13 @@ from services.shift.api.common import (
     PersonId,
     Phone,
     Short,
-    Strict,
     Text,
     created_once,
 )
 from services.shift.api.presenters import SupporterOut, SupporterPage, supporter_out
 from services.shift.domain import Course, Role, SupervisionKind, Supporter
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 
 router = APIRouter()
 
