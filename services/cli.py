@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from services.registry import SERVICES
 from shared.config import Settings
@@ -125,13 +129,22 @@ def _serve(settings: Settings, services: Sequence[str], banner: bool) -> None:
         pass
 
 
+def _solidarity_command(settings: Settings) -> str:
+    """How to run this same `solidarity` from a shell, on this data directory."""
+    here = Path(sys.executable).parent / "solidarity"
+    command = shlex.quote(str(here)) if here.exists() else "solidarity"
+    data_dir = shlex.quote(str(settings.data_dir.resolve()))
+    return f"SOLIDARITY_DATA_DIR={data_dir} {command}"
+
+
 def _banner_token(settings: Settings) -> list[str]:
-    """A coordinator token on a terminal; elsewhere (a log file) how to get one."""
+    """Commands that work as pasted: on a terminal, the coordinator token itself;
+    elsewhere (a log file) how to get one, so that no token lands in a log."""
     hours = settings.token_max_lifetime_s / 3600
     if not sys.stdout.isatty():
         return [
             "  coordinator token: not printed (output is not a terminal); get one with",
-            "    solidarity token --role coordinator",
+            f"    export TOKEN=$({_solidarity_command(settings)} token --role coordinator)",
         ]
     token = issue_token(
         settings.effective_jwt_secret,
@@ -141,12 +154,13 @@ def _banner_token(settings: Settings) -> list[str]:
         issuer=settings.jwt_issuer,
         ttl_s=settings.token_max_lifetime_s,
     )
-    return [f"  coordinator token ({hours:g} h):", f"    {token}"]
+    return [f"  coordinator token ({hours:g} h):", f"    export TOKEN={token}"]
 
 
 def _print_banner(settings: Settings, services: Sequence[str]) -> None:
     base = f"http://{settings.host}:{settings.port}"
     store = "PostgreSQL" if settings.database_url else f"SQLite files in {settings.data_dir}/"
+    month = datetime.now(ZoneInfo("Europe/London")).strftime("%Y-%m")
     lines = [
         "",
         "Solidarity is starting.",
@@ -156,8 +170,8 @@ def _print_banner(settings: Settings, services: Sequence[str]) -> None:
         f"  event store:   {store}",
         f"  NATS:          {settings.nats_url}",
         *_banner_token(settings),
-        "  try:",
-        f"    curl -s -H 'Authorization: Bearer $TOKEN' '{base}/reporting/monthly?month=YYYY-MM'",
+        "  try (paste the export line above first):",
+        f'    curl -s -H "Authorization: Bearer $TOKEN" "{base}/reporting/monthly?month={month}"',
         "  Ctrl-C stops everything.",
         "",
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -32,6 +34,15 @@ def test_up_serves_the_slice_and_stops_cleanly(tmp_path: Path) -> None:
             return int(r.json()["contacts"])
 
         wait_for(lambda: counted() == 1, what="reporting to count the contact")
+        # The banner's "try" commands work as a newcomer pastes them into a shell.
+        pasted = [line.strip() for line in banner.splitlines()
+                  if line.strip().startswith(("export TOKEN=", "curl "))]
+        assert len(pasted) == 2, banner
+        ran = subprocess.run(["bash", "-c", "\n".join(pasted)], capture_output=True,
+                             text=True, timeout=60, check=False)
+        assert ran.returncode == 0, ran.stderr
+        report = json.loads(ran.stdout)
+        assert isinstance(report["contacts"], int) and report["month"] in pasted[1], report
         children = up.children()
         assert children, "the NATS child should be running"
         assert up.stop() == 0, up.output()

@@ -343,7 +343,9 @@ def test_the_banner_prints_a_token_only_to_a_terminal(
     terminal = Terminal()
     monkeypatch.setattr(sys, "stdout", terminal)
     cli._print_banner(settings, ["contact"])
-    token = next(w for w in terminal.getvalue().split() if w.startswith("eyJ"))
+    # As a line to paste: export TOKEN=<the token>
+    token = next(w.removeprefix("TOKEN=") for w in terminal.getvalue().split()
+                 if w.startswith("TOKEN=eyJ"))
     assert decode_token(SECRET, token).role is Role.COORDINATOR
 
 
