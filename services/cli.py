@@ -182,6 +182,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.messaging.nats_server import NatsServer
 
     settings = _settings(args)
+    if settings.quiet_requests is None:  # a person watching a terminal: quiet by default
+        settings.quiet_requests = sys.stdout.isatty()
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Made now, not at the first request: `solidarity token` signs with it from the start.
     _ = settings.effective_jwt_secret

@@ -341,6 +341,10 @@ class System:
                 await c.stop()
             await rt.relay.stop()
         await self.bus.close()
+        # A cancelled task does not stop the thread it was waiting on: a relay or a
+        # consumer may still be reading the store. Let that work finish before the stores
+        # close (closing a SQLite connection under a running query crashes the process).
+        await asyncio.get_running_loop().shutdown_default_executor()
         for rt in self.runtimes.values():
             rt.close()
         self._started = False
@@ -370,7 +374,9 @@ class System:
         api.state.runtimes = self.runtimes
         api.state.system = self
         install_problem_handlers(api)
-        install_http_basics(api, self.settings.max_body_bytes)
+        install_http_basics(api, self.settings.max_body_bytes,
+                            quiet=bool(self.settings.quiet_requests),
+                            slow_ms=self.settings.slow_request_ms)
         for rt in self.runtimes.values():
             api.include_router(platform_router(rt.name))
             if rt.module.router is not None:

@@ -85,6 +85,16 @@ class Settings(BaseSettings):
         default="console", description="console on a terminal, json in production."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    quiet_requests: bool | None = Field(
+        default=None,
+        description="Log a request that went well and fast at debug, not info (a client "
+        "polling /health then floods nothing). Unset: on for `solidarity up` on a terminal, "
+        "off otherwise.",
+    )
+    slow_request_ms: float = Field(
+        default=1000.0, gt=0,
+        description="A request slower than this is logged at info even when quiet.",
+    )
     relay_batch_size: int = Field(default=500, ge=1, le=5000)
     relay_poll_interval_s: float = Field(
         default=1.0, gt=0, description="How often the relay looks for events saved elsewhere."

@@ -14,7 +14,12 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger, redact_query
-from shared.web.problems import problem_response, store_unavailable, unavailable_response
+from shared.web.problems import (
+    frames,
+    problem_response,
+    store_unavailable,
+    unavailable_response,
+)
 from shared.web.types import MAX_JSON_DEPTH, ascii_int, check_json_body, is_opaque_id, query_problem
 
 access_log = get_logger("access")
@@ -37,10 +42,15 @@ class RequestContextMiddleware:
     """Binds request_id and correlation_id for every log line; writes the access log."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = 65536,
-                 max_json_depth: int = MAX_JSON_DEPTH) -> None:
+                 max_json_depth: int = MAX_JSON_DEPTH, quiet: bool = False,
+                 slow_ms: float = 1000.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        # Quiet (``solidarity up`` on a terminal): a request that went well and fast is a
+        # debug line, so a client polling /health does not flood the screen.
+        self.quiet = quiet
+        self.slow_ms = slow_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,8 +109,9 @@ class RequestContextMiddleware:
                     access_log.warning("store_unavailable", path=scope.get("path"),
                                        error_type=type(exc).__name__)
                 else:
+                    # Where it failed, not what it said (the text may hold a row).
                     access_log.error("unhandled_error", path=scope.get("path"),
-                                     error_type=type(exc).__name__, exc_info=exc)
+                                     error_type=type(exc).__name__, where=frames(exc))
                 if status_holder["status"] == 500 and not status_holder.get("started"):
                     await (unavailable_response(scope.get("path")) if unavailable
                            else problem_response(
@@ -108,13 +119,16 @@ class RequestContextMiddleware:
                                "The server failed to handle the request. It has been logged.",
                            ))(scope, receive, send_wrapper)
         finally:
-            access_log.info(
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            status = status_holder["status"]
+            quiet = self.quiet and status < 400 and duration_ms < self.slow_ms
+            (access_log.debug if quiet else access_log.info)(
                 "request",
                 method=scope.get("method"),
                 path=scope.get("path"),
                 query=redact_query(scope.get("query_string", b"").decode("latin-1")),
-                status=status_holder["status"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                status=status,
+                duration_ms=duration_ms,
             )
             structlog.contextvars.clear_contextvars()
 
@@ -154,8 +168,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def install_http_basics(app: FastAPI, max_body_bytes: int) -> None:
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes)
+def install_http_basics(app: FastAPI, max_body_bytes: int, *, quiet: bool = False,
+                        slow_ms: float = 1000.0) -> None:
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes,
+                       quiet=quiet, slow_ms=slow_ms)
 
 
 def correlation_of(request: Request) -> str | None:

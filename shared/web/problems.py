@@ -242,7 +242,7 @@ def domain_problem(exc: DomainError, instance: str) -> JSONResponse:
     raise exc
 
 
-def _frames(exc: BaseException, limit: int = 12) -> list[str]:
+def frames(exc: BaseException, limit: int = 12) -> list[str]:
     """The innermost frames of the error's traceback as ``file:line function``."""
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames]
@@ -329,7 +329,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # Where it failed, not what it said: an error's text may hold a stored row
         # (PostgreSQL's "Failing row contains ..."), a body or a phone number.
         log.error("unhandled_error", path=request.url.path, error_type=type(exc).__name__,
-                  where=_frames(exc))
+                  where=frames(exc))
         return problem_response(
             500,
             "internal",
