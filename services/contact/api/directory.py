@@ -9,16 +9,42 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from services.contact.api.common import COORD, ON_CALL, App, OpeningSlot, Short, created_once
-from services.contact.api.presenters import DirectoryOut, DirectoryPage, directory_out
 from services.contact.domain import DirectoryEntry, IssueCategory
 from shared.web.auth import Principal
 from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()
+
+
+# ---------------------------------------------------------------------- directory
+
+
+class DirectoryOut(BaseModel):
+    id: UUID
+    name: str
+    helps_with: list[IssueCategory]
+    phone: str | None
+    opening_hours: list[OpeningSlot]
+    address: str | None
+    notes: str | None
+    version: int
+
+
+class DirectoryPage(BaseModel):
+    items: list[DirectoryOut]
+    next_cursor: str | None = None
+
+
+def directory_out(entry: DirectoryEntry) -> DirectoryOut:
+    return DirectoryOut.model_validate({
+        "id": entry.id, "name": entry.name, "helps_with": entry.helps_with,
+        "phone": entry.phone, "opening_hours": entry.opening_hours,
+        "address": entry.address, "notes": entry.notes, "version": entry.version,
+    })
 
 
 class DirectoryIn(Strict):

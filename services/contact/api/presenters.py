@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from services.contact import read_model
-from services.contact.api.common import OpeningSlot
 from services.contact.app import ContactApplication
 from services.contact.domain import (
     AgeBand,
@@ -25,15 +24,11 @@ from services.contact.domain import (
     Channel,
     Contact,
     Direction,
-    DirectoryEntry,
     EscalationKind,
     Gender,
     IssueCategory,
-    Referral,
-    ReferralSource,
     RiskLevel,
 )
-from shared.kernel import ERASED, is_sealed
 from shared.privacy import KeyStore
 from shared.web.auth import Principal
 
@@ -249,134 +244,4 @@ def contact_page(app: ContactApplication, principal: Principal, rows: Iterable[A
         items=[contact_item(app.keys, row, include_summary=app.sees_personal(
             principal, read_model.supporters_of(row))) for row in rows],
         next_cursor=next_cursor,
-    )
-
-
-# ---------------------------------------------------------------------- referrals
-
-
-class ReferralOut(BaseModel):
-    id: UUID
-    received_at: datetime
-    source: ReferralSource
-    referrer_organisation: str | None = Field(description="`[erased]` after the caller's "
-                                              "erasure.")
-    caller_ref: str | None = Field(description="Who was referred; null in a partner's "
-                                   "answer (a partner learns nothing of who calls the line).")
-    reason: str | None
-    status: str
-    outcome_reason: str | None
-    decided_by: str | None
-    version: int
-
-
-class ReferralPage(BaseModel):
-    items: list[ReferralOut]
-    next_cursor: str | None = None
-
-
-def _organisation(keys: KeyStore, referral: Referral) -> str | None:
-    """Sealed with the caller's key; a referral recorded before it was sealed keeps it
-    in clear in its event, shown only while the caller's personal data exists."""
-    value = referral.referrer_organisation
-    if value is None or is_sealed(value):
-        return keys.reveal(value)
-    return ERASED if keys.is_erased(str(referral.caller_id)) else value
-
-
-def referral_out(keys: KeyStore, referral: Referral, *, for_partner: bool = False
-                 ) -> ReferralOut:
-    """A referral; in a partner's answer, without who was referred."""
-    return ReferralOut.model_validate({
-        "id": referral.id,
-        "received_at": referral.received_at,
-        "source": referral.source,
-        "referrer_organisation": _organisation(keys, referral),
-        "caller_ref": None if for_partner else referral.caller_ref,
-        "reason": keys.reveal(referral.reason),
-        "status": referral.status,
-        "outcome_reason": keys.reveal(referral.outcome_reason),
-        "decided_by": referral.decided_by,
-        "version": referral.version,
-    })
-
-
-# ---------------------------------------------------------------------- directory
-
-
-class DirectoryOut(BaseModel):
-    id: UUID
-    name: str
-    helps_with: list[IssueCategory]
-    phone: str | None
-    opening_hours: list[OpeningSlot]
-    address: str | None
-    notes: str | None
-    version: int
-
-
-class DirectoryPage(BaseModel):
-    items: list[DirectoryOut]
-    next_cursor: str | None = None
-
-
-def directory_out(entry: DirectoryEntry) -> DirectoryOut:
-    return DirectoryOut.model_validate({
-        "id": entry.id, "name": entry.name, "helps_with": entry.helps_with,
-        "phone": entry.phone, "opening_hours": entry.opening_hours,
-        "address": entry.address, "notes": entry.notes, "version": entry.version,
-    })
-
-
-# -------------------------------------------------------------------------- texts
-
-
-class TextMessageOut(BaseModel):
-    n: int
-    direction: Direction
-    at: datetime
-    body: str | None = Field(description="`[erased]` after the caller's erasure.")
-    by: str | None = Field(description="Who sent it (outbound); null for the caller's.")
-    provider_ref: str | None
-    delivery: Literal["outbox", "provider"] | None = Field(
-        description="Outbound only: `outbox` (embedded mode: stored, would be sent) or "
-        "`provider` (handed to the SMS provider).")
-
-
-class TextThreadOut(BaseModel):
-    contact_id: UUID
-    caller_ref: str | None
-    started_at: datetime
-    closed: bool
-    can_reply: bool = Field(description="The caller consented to texts and is not erased.")
-    messages: list[TextMessageOut]
-    version: int
-
-
-OUTBOX_PREFIX = "outbox-"  # the embedded mode's outbox names what it keeps so
-
-
-def _delivery(message: dict[str, Any]) -> Literal["outbox", "provider"] | None:
-    if message["direction"] == "inbound":
-        return None
-    return "outbox" if str(message["provider_ref"]).startswith(OUTBOX_PREFIX) else "provider"
-
-
-def text_message_out(keys: KeyStore, n: int, message: dict[str, Any]) -> TextMessageOut:
-    return TextMessageOut(n=n, direction=message["direction"], at=message["at"],
-                          body=keys.reveal(message["body"]), by=message["by"],
-                          provider_ref=message["provider_ref"], delivery=_delivery(message))
-
-
-def text_thread_out(keys: KeyStore, contact: Contact, *, can_reply: bool) -> TextThreadOut:
-    """A text conversation's messages in order, bodies opened."""
-    return TextThreadOut(
-        contact_id=contact.id,
-        caller_ref=contact.caller_ref,
-        started_at=contact.started_at,
-        closed=contact.closed,
-        can_reply=can_reply,
-        messages=[text_message_out(keys, n, m)
-                  for n, m in enumerate(contact.messages, start=1)],
-        version=contact.version,
     )

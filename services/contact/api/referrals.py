@@ -11,11 +11,12 @@ decision taken since (``services.contact.referrals``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from services.contact.api.callers import CallerIn, new_caller
 from services.contact.api.common import (
@@ -28,13 +29,63 @@ from services.contact.api.common import (
     Text,
     created_once,
 )
-from services.contact.api.presenters import ReferralOut, ReferralPage, referral_out
 from services.contact.domain import Referral, ReferralSource
+from shared.kernel import ERASED, is_sealed
+from shared.privacy import KeyStore
 from shared.web.auth import Principal, Role
 from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()
+
+
+# ---------------------------------------------------------------------- referrals
+
+
+class ReferralOut(BaseModel):
+    id: UUID
+    received_at: datetime
+    source: ReferralSource
+    referrer_organisation: str | None = Field(description="`[erased]` after the caller's "
+                                              "erasure.")
+    caller_ref: str | None = Field(description="Who was referred; null in a partner's "
+                                   "answer (a partner learns nothing of who calls the line).")
+    reason: str | None
+    status: str
+    outcome_reason: str | None
+    decided_by: str | None
+    version: int
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralOut]
+    next_cursor: str | None = None
+
+
+def _organisation(keys: KeyStore, referral: Referral) -> str | None:
+    """Sealed with the caller's key; a referral recorded before it was sealed keeps it
+    in clear in its event, shown only while the caller's personal data exists."""
+    value = referral.referrer_organisation
+    if value is None or is_sealed(value):
+        return keys.reveal(value)
+    return ERASED if keys.is_erased(str(referral.caller_id)) else value
+
+
+def referral_out(keys: KeyStore, referral: Referral, *, for_partner: bool = False
+                 ) -> ReferralOut:
+    """A referral; in a partner's answer, without who was referred."""
+    return ReferralOut.model_validate({
+        "id": referral.id,
+        "received_at": referral.received_at,
+        "source": referral.source,
+        "referrer_organisation": _organisation(keys, referral),
+        "caller_ref": None if for_partner else referral.caller_ref,
+        "reason": keys.reveal(referral.reason),
+        "status": referral.status,
+        "outcome_reason": keys.reveal(referral.outcome_reason),
+        "decided_by": referral.decided_by,
+        "version": referral.version,
+    })
 
 
 class ReferralIn(Strict):

@@ -7,7 +7,8 @@ or an event on the bus.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
 
@@ -17,13 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from services.contact.api.common import ON_CALL, App, created_once
-from services.contact.api.presenters import (
-    TextMessageOut,
-    TextThreadOut,
-    text_message_out,
-    text_thread_out,
-)
-from services.contact.domain import Contact
+from services.contact.domain import Contact, Direction
+from shared.privacy import KeyStore
 from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
 from shared.web.auth import Principal
 from shared.web.deps import IdempotencyKey, Strict, roles_doc, with_etag
@@ -31,6 +27,60 @@ from shared.web.middleware import correlation_of
 from shared.web.problems import Forbidden, Problem, Unprocessable
 
 router = APIRouter()
+
+
+# -------------------------------------------------------------------------- texts
+
+
+class TextMessageOut(BaseModel):
+    n: int
+    direction: Direction
+    at: datetime
+    body: str | None = Field(description="`[erased]` after the caller's erasure.")
+    by: str | None = Field(description="Who sent it (outbound); null for the caller's.")
+    provider_ref: str | None
+    delivery: Literal["outbox", "provider"] | None = Field(
+        description="Outbound only: `outbox` (embedded mode: stored, would be sent) or "
+        "`provider` (handed to the SMS provider).")
+
+
+class TextThreadOut(BaseModel):
+    contact_id: UUID
+    caller_ref: str | None
+    started_at: datetime
+    closed: bool
+    can_reply: bool = Field(description="The caller consented to texts and is not erased.")
+    messages: list[TextMessageOut]
+    version: int
+
+
+OUTBOX_PREFIX = "outbox-"  # the embedded mode's outbox names what it keeps so
+
+
+def _delivery(message: dict[str, Any]) -> Literal["outbox", "provider"] | None:
+    if message["direction"] == "inbound":
+        return None
+    return "outbox" if str(message["provider_ref"]).startswith(OUTBOX_PREFIX) else "provider"
+
+
+def text_message_out(keys: KeyStore, n: int, message: dict[str, Any]) -> TextMessageOut:
+    return TextMessageOut(n=n, direction=message["direction"], at=message["at"],
+                          body=keys.reveal(message["body"]), by=message["by"],
+                          provider_ref=message["provider_ref"], delivery=_delivery(message))
+
+
+def text_thread_out(keys: KeyStore, contact: Contact, *, can_reply: bool) -> TextThreadOut:
+    """A text conversation's messages in order, bodies opened."""
+    return TextThreadOut(
+        contact_id=contact.id,
+        caller_ref=contact.caller_ref,
+        started_at=contact.started_at,
+        closed=contact.closed,
+        can_reply=can_reply,
+        messages=[text_message_out(keys, n, m)
+                  for n, m in enumerate(contact.messages, start=1)],
+        version=contact.version,
+    )
 
 ON_SHIFT = ("A supporter only while on shift: assigned to a shift on the rota, from "
             "`SOLIDARITY_ON_SHIFT_BEFORE_MIN` (30) minutes before its start to "

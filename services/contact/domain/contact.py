@@ -26,6 +26,7 @@ from services.contact.domain.codes import (
     RiskLevel,
 )
 from services.contact.domain.rota import NO_ROTA, Rota
+from services.contact.domain.thread import TextThreadCommands
 from services.contact.domain.values import FollowUp, Meta, actor_of, contact_times, record_time
 from shared.kernel import (
     Aggregate,
@@ -38,36 +39,23 @@ from shared.kernel import (
 )
 
 
-class Contact(Aggregate):
+class Contact(TextThreadCommands, Aggregate):
     """One call or text conversation, with its risk trail, escalations and follow-ups."""
 
     @classmethod
-    def log(
-        cls,
-        *,
-        channel: str,
-        started_at: datetime,
-        issues: list[str],
-        direction: str = "inbound",
-        ended_at: datetime | None = None,
-        caller: Caller | None = None,
-        shift_id: uuid.UUID | None = None,
-        supporter_ids: list[str] | None = None,
-        caller_is: str | None = None,
-        summary: str | None = None,
-        signposted_to: list[str] | None = None,
-        follow_up: FollowUp | None = None,
-        distressing: bool = False,
-        answered: bool = True,
-        phone: str | None = None,
-        number_known: bool = False,
-        now: datetime | None = None,
-        skew: timedelta = DEFAULT_SKEW,
-        id: uuid.UUID | None = None,
-        rota: Rota = NO_ROTA,
-    ) -> Contact:
+    def log(cls, *, channel: str, started_at: datetime, issues: list[str],
+            direction: str = "inbound", ended_at: datetime | None = None,
+            caller: Caller | None = None, shift_id: uuid.UUID | None = None,
+            supporter_ids: list[str] | None = None, caller_is: str | None = None,
+            summary: str | None = None, signposted_to: list[str] | None = None,
+            follow_up: FollowUp | None = None, distressing: bool = False,
+            answered: bool = True, phone: str | None = None, number_known: bool = False,
+            responds_to: uuid.UUID | None = None, referral_id: uuid.UUID | None = None,
+            now: datetime | None = None, skew: timedelta = DEFAULT_SKEW,
+            id: uuid.UUID | None = None, rota: Rota = NO_ROTA) -> Contact:
         """``supporter_ids`` name active supporters of the ``rota``; ``shift_id``, when
-        not given, is the rota's shift on at ``started_at``."""
+        not given, is the rota's shift on at ``started_at``. ``responds_to`` is the
+        missed call this one answers; ``referral_id`` the referral it first contacts."""
         now = now or datetime.now(UTC)
         if caller is not None:
             caller.check_can_be_named()
@@ -101,6 +89,8 @@ class Contact(Aggregate):
             signposted_to=[str(s) for s in (signposted_to or [])],
             answered=answered,
             phone=require_sealed("phone", phone),
+            responds_to=responds_to,
+            referral_id=referral_id,
         )
         if scheduled is not None:
             contact._follow_up_scheduled(n=1, **scheduled)
@@ -120,7 +110,8 @@ class Contact(Aggregate):
             started_at=started, ended_at=None, issues=[], caller_id=caller_id,
             caller_ref=caller_ref, age_band=age_band, gender=gender,
             shift_id=rota.shift_at(started), supporter_ids=rota.on_call(started),
-            caller_is=None, summary=None, signposted_to=[], answered=True, phone=None)
+            caller_is=None, summary=None, signposted_to=[], answered=True, phone=None,
+            responds_to=None, referral_id=None)
 
     class Logged(Aggregate.Created):
         channel: str
@@ -139,6 +130,8 @@ class Contact(Aggregate):
         signposted_to: list[str]
         answered: bool
         phone: str | None
+        responds_to: uuid.UUID | None  # absent from events stored before it existed
+        referral_id: uuid.UUID | None  # likewise
         meta: dict[str, str]
 
     def __init__(self, *, channel: str, direction: str, started_at: datetime,
@@ -146,7 +139,9 @@ class Contact(Aggregate):
                  caller_ref: str | None, age_band: str | None, gender: str | None,
                  shift_id: uuid.UUID | None, supporter_ids: list[str], caller_is: str | None,
                  summary: str | None, signposted_to: list[str], answered: bool,
-                 phone: str | None, meta: dict[str, str]) -> None:
+                 phone: str | None, meta: dict[str, str],
+                 responds_to: uuid.UUID | None = None,
+                 referral_id: uuid.UUID | None = None) -> None:
         self.channel = channel
         self.direction = direction
         self.started_at = started_at
@@ -163,6 +158,8 @@ class Contact(Aggregate):
         self.signposted_to = list(signposted_to)
         self.answered = answered
         self.phone = phone
+        self.responds_to = responds_to
+        self.referral_id = referral_id
         self.logged_by = meta.get("actor", "")
         self.corrections = 0
         self.risk_trail: list[dict[str, Any]] = []
@@ -350,12 +347,6 @@ class Contact(Aggregate):
         self.debrief_requested = True
 
     # -- text messages -------------------------------------------------------------------
-    def receive_message(self, *, body: str, at: datetime, now: datetime | None = None) -> None:
-        if self.channel != Channel.TEXT:
-            raise RuleBroken("only a text conversation takes messages")
-        self._message_received(body=require_sealed("body", body),
-                               at=record_time("at", at, now or datetime.now(UTC)))
-
     class MessageReceived(Aggregate.Event):
         body: str | None
         at: datetime
@@ -365,24 +356,6 @@ class Contact(Aggregate):
     def _message_received(self, *, body: str | None, at: datetime) -> None:
         self.messages.append({"direction": "inbound", "body": body, "at": at,
                               "by": None, "provider_ref": None})
-
-    def check_can_send_message(self, caller: Caller | None) -> None:
-        """Texts go only to a known caller who consented to them and was not erased. The
-        application asks this before the provider sends anything; ``send_message`` asks
-        it again."""
-        if self.channel != Channel.TEXT:
-            raise RuleBroken("only a text conversation can be replied to by text")
-        if self.caller_id is None or caller is None or caller.id != self.caller_id:
-            raise RuleBroken("this text conversation has no known caller to reply to")
-        if not caller.may_receive_texts:
-            raise RuleBroken("the caller has not consented to receiving texts")
-
-    def send_message(self, *, body: str, at: datetime, provider_ref: str,
-                     caller: Caller | None, now: datetime | None = None) -> None:
-        self.check_can_send_message(caller)
-        self._message_sent(body=require_sealed("body", body),
-                           at=record_time("at", at, now or datetime.now(UTC)),
-                           provider_ref=provider_ref)
 
     class MessageSent(Aggregate.Event):
         body: str | None
