@@ -3,6 +3,7 @@
     solidarity up [--port 8000]             the whole system, embedded (NATS child, SQLite)
     solidarity serve <service> --port N     one service per process (production)
     solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
+    solidarity sms-in [--url URL] --from NUMBER --body TEXT   a text in, as the provider
 
 Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
 
@@ -54,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=None,
                        help="lifetime in seconds (default and most: "
                        "SOLIDARITY_TOKEN_MAX_LIFETIME_S, 12 h)")
+
+    sms = sub.add_parser("sms-in", help="post a text to the running system's SMS webhook, "
+                         "signed as the SMS provider signs it")
+    sms.add_argument("--url", default=None,
+                     help="the webhook to post to (default: the contact service's "
+                     f"{INBOUND_PATH} on this system's host and port)")
+    sms.add_argument("--from", dest="from_number", required=True,
+                     help="the caller's UK number")
+    sms.add_argument("--body", required=True, help="the text")
     return parser
 
 
@@ -93,6 +103,46 @@ def cmd_token(args: argparse.Namespace) -> int:
             ttl_s=ttl,
         )
     )
+    return 0
+
+
+INBOUND_PATH = "/contact/texts/inbound"
+LINE_PLACEHOLDER = "+447700900000"  # the line's number when SOLIDARITY_SMS_FROM_NUMBER is unset
+
+
+def cmd_sms_in(args: argparse.Namespace) -> int:
+    """Post a text as the provider does: a Twilio-style form (From, To, Body, a fresh
+    MessageSid), signed with the provider's auth token over the URL the webhook checks
+    (SOLIDARITY_SMS_WEBHOOK_URL if set, else the URL posted to). Prints the HTTP status
+    and the text conversation it went to: never the number or the body."""
+    import httpx
+
+    from shared.sms import SIGNATURE_HEADER, twilio_signature
+
+    settings = Settings()
+    token = settings.sms_auth_token
+    if not token:
+        if not (settings.data_dir / "secrets" / "sms-auth-token").exists():
+            print(f"no SMS auth token in {settings.data_dir}/secrets: start the system with "
+                  "this SOLIDARITY_DATA_DIR first (solidarity up), or set "
+                  "SOLIDARITY_SMS_AUTH_TOKEN", file=sys.stderr)
+            return 2
+        token = settings.secret("sms-auth-token")
+    url = args.url or settings.base_url_for("contact") + INBOUND_PATH
+    params = {"From": args.from_number, "To": settings.sms_from_number or LINE_PLACEHOLDER,
+              "Body": args.body, "MessageSid": "SM" + uuid.uuid4().hex}
+    signature = twilio_signature(token, settings.sms_webhook_url or url, params)
+    try:
+        r = httpx.post(url, data=params, headers={SIGNATURE_HEADER: signature}, timeout=30)
+    except httpx.HTTPError as e:
+        print(f"sms-in: could not reach {url} ({type(e).__name__})", file=sys.stderr)
+        return 1
+    if r.status_code != 200:
+        title = r.json().get("title", "") if "json" in r.headers.get("content-type", "") else ""
+        print(f"{r.status_code} {title}".rstrip(), file=sys.stderr)
+        return 1
+    location = r.headers.get("location", "")
+    print(f"{r.status_code} {location.rsplit('/', 1)[-1] or '(no contact named)'}")
     return 0
 
 
@@ -243,7 +293,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token}
+    handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token, "sms-in": cmd_sms_in}
     return handlers[args.command](args)
 
 

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from services.registry import MODULES, SERVICES
+from shared.calls import call_placer
 from shared.config import Settings
 from shared.eventstore.application import Adapters, ServiceApplication
 from shared.eventstore.projection import LocalProjector, Projection
@@ -65,6 +66,7 @@ ADAPTER_FACTORIES: dict[str, Callable[[Adapters], Any]] = {
     "keys": lambda a: KeyStore(a.engine, a.settings.effective_master_key),
     "phones": lambda a: PhoneIndex(a.engine, a.settings.effective_master_key),
     "sms": lambda a: sms_provider(a.settings, a.engine, _need(a.keys), _need(a.phones)),
+    "calls": lambda a: call_placer(a.settings, a.engine),
 }
 
 

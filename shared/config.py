@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         description="A supporter assigned to a shift stays on shift until this many minutes "
         "after the shift ends.",
     )
+    referral_first_contact_days: int = Field(
+        default=7, ge=1, le=366,
+        description="Accepting a referral opens a follow-up to make first contact, due this "
+        "many days after the acceptance.",
+    )
     sms_provider: Literal["outbox", "twilio"] = Field(
         default="outbox",
         description="Where text replies go: `outbox` (embedded mode: stored, sealed, in the "
@@ -155,6 +160,32 @@ class Settings(BaseSettings):
         description="The public URL the SMS provider posts inbound texts to, exactly as "
         "configured there (https://.../contact/texts/inbound): the signature covers it. "
         "Unset: the URL of the request as received.",
+    )
+    call_provider: Literal["outbox", "twilio"] = Field(
+        default="outbox",
+        description="How call-backs are placed: `outbox` (embedded mode: recorded, numbers "
+        "masked, in the contact database's call_outbox table, never dialled) or `twilio` "
+        "(Twilio's Calls API rings the supporter's phone, then dials the caller).",
+    )
+    call_account_sid: str | None = Field(
+        default=None, description="The Twilio account sid for calls (unset: "
+        "SOLIDARITY_SMS_ACCOUNT_SID); required with call_provider=twilio.")
+    call_auth_token: str | None = Field(
+        default=None, description="The Twilio auth token for calls (unset: "
+        "SOLIDARITY_SMS_AUTH_TOKEN); required with call_provider=twilio.")
+    call_line_number: str | None = Field(
+        default=None, description="The line's own number, E.164, that callers see when rung "
+        "back (unset: SOLIDARITY_SMS_FROM_NUMBER); required with call_provider=twilio.")
+    call_api_base: str = Field(
+        default="https://api.twilio.com",
+        description="The call provider's API origin (Calls.json is under "
+        "/2010-04-01/Accounts/<sid>/).",
+    )
+    text_reopen_window_h: float = Field(
+        default=24.0, ge=0, le=24 * 366,
+        description="A text from a caller whose latest text conversation is closed reopens "
+        "it (unclaimed) if it comes within this many hours of that conversation's last "
+        "message; later, it opens a new conversation. 0: never reopen.",
     )
 
     # -- the shift service: eligibility, supervision, the rota's clock, debriefs ----------

@@ -19,8 +19,9 @@ from shared.eventstore.reactions import Reactions
 
 # The adapters a service may ask the composition root for (beside its engine and
 # settings, which every service gets): ``keys`` (per-subject keys), ``phones`` (the
-# phone index) and ``sms`` (the SMS provider chosen by settings).
-ADAPTERS = frozenset({"keys", "phones", "sms"})
+# phone index), ``sms`` (the SMS provider chosen by settings) and ``calls`` (the call
+# placer of call-backs, chosen by settings).
+ADAPTERS = frozenset({"keys", "phones", "sms", "calls"})
 
 
 def no_public_events(event: Any) -> Public | None:

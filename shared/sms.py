@@ -157,26 +157,33 @@ class TwilioSmsSender:
         return f"{TWILIO_API}/Accounts/{self.account_sid}/Messages.json"
 
     def send(self, to_e164: str, body: str) -> str:
-        try:
-            with httpx.Client(transport=self.transport, timeout=self.timeout_s) as client:
-                resp = client.post(
-                    self.url,
-                    data={"To": to_e164, "From": self.from_number, "Body": body},
-                    auth=(self.account_sid, self.auth_token),
-                    headers={"Accept": "application/json"},
-                )
-        except httpx.HTTPError as e:
-            raise SmsSendError(f"the SMS provider could not be reached ({type(e).__name__})"
-                               ) from None
-        if resp.status_code not in (200, 201):
-            # Twilio's error message may quote the number: keep only its code.
-            code = _json(resp).get("code")
-            raise SmsSendError(f"the SMS provider refused the message (HTTP "
-                               f"{resp.status_code}, code {code})")
-        sid = _json(resp).get("sid")
-        if not isinstance(sid, str) or not sid:
-            raise SmsSendError("the SMS provider's reply has no message sid")
-        return sid
+        return twilio_post(self.url, {"To": to_e164, "From": self.from_number, "Body": body},
+                           auth=(self.account_sid, self.auth_token),
+                           transport=self.transport, timeout_s=self.timeout_s,
+                           provider="SMS provider", thing="message", error=SmsSendError)
+
+
+def twilio_post(url: str, data: dict[str, str], *, auth: tuple[str, str],
+                transport: httpx.BaseTransport | None, timeout_s: float, provider: str,
+                thing: str, error: type[Exception]) -> str:
+    """POST a form to a Twilio REST resource (basic auth with the account sid and auth
+    token) and return the created resource's ``sid``. Any failure is ``error``, naming
+    only the provider, the HTTP status and Twilio's error code: its message may quote a
+    number, so it is never passed on."""
+    try:
+        with httpx.Client(transport=transport, timeout=timeout_s) as client:
+            resp = client.post(url, data=data, auth=auth,
+                               headers={"Accept": "application/json"})
+    except httpx.HTTPError as e:
+        raise error(f"the {provider} could not be reached ({type(e).__name__})") from None
+    if resp.status_code not in (200, 201):
+        code = _json(resp).get("code")
+        raise error(f"the {provider} refused the {thing} (HTTP {resp.status_code}, "
+                    f"code {code})")
+    sid = _json(resp).get("sid")
+    if not isinstance(sid, str) or not sid:
+        raise error(f"the {provider}'s reply has no {thing} sid")
+    return sid
 
 
 def _json(resp: httpx.Response) -> dict[str, Any]:

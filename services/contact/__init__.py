@@ -2,12 +2,24 @@
 referrals and the service directory. Who is on shift comes from the shift service's
 rota, consumed from its stream (``handlers.py`` into ``rota.py``)."""
 
-from services.contact import api, handlers, public_events, read_model, rota
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from services.contact import api, handlers, inbox, public_events, read_model, rota
 from services.contact.app import ContactApplication
 from shared.eventstore.projection import ReadModel
 from shared.service_module import ServiceModule
 
-VIEWS = ReadModel("contact-views", read_model.metadata, read_model.apply)
+
+def _views(conn: Connection, event: Any) -> None:
+    """The read tables and the text inbox (its table is on the same metadata): one
+    transaction per projected save."""
+    read_model.apply(conn, event)
+    inbox.apply(conn, event)
+
+
+VIEWS = ReadModel("contact-views", read_model.metadata, _views)
 ROTA = ReadModel(rota.NAME, rota.metadata, handlers.apply, subscriptions=("shift",))
 
 MODULE = ServiceModule(
@@ -16,5 +28,5 @@ MODULE = ServiceModule(
     router=api.router,
     public_events=public_events.public_event,
     read_models=(VIEWS, ROTA),
-    adapters=frozenset({"keys", "phones", "sms"}),
+    adapters=frozenset({"keys", "phones", "sms", "calls"}),
 )

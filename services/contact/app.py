@@ -35,6 +35,7 @@ from services.contact.domain import (
     new_caller_ref,
 )
 from services.contact.referrals import Referrals
+from services.contact.ringback import RingBack
 from services.contact.texts import Texts
 from shared.eventstore.application import Adapters, ServiceApplication
 from shared.kernel import (
@@ -60,6 +61,7 @@ class ContactApplication(ServiceApplication):
     phones: PhoneIndex
     texts: Texts
     referrals: Referrals
+    ring_back: RingBack
     on_shift_window: OnShiftWindow
 
     def bind(self, adapters: Adapters) -> None:
@@ -69,6 +71,8 @@ class ContactApplication(ServiceApplication):
         self.phones = adapters.phones
         self.texts = Texts(self, adapters.sms)
         self.referrals = Referrals(self)
+        assert adapters.calls, "calls"
+        self.ring_back = RingBack(self, adapters.calls)
         self.on_shift_window = OnShiftWindow(
             before=timedelta(minutes=adapters.settings.on_shift_before_min),
             after=timedelta(minutes=adapters.settings.on_shift_after_min))
@@ -214,7 +218,10 @@ class ContactApplication(ServiceApplication):
                     supporter_ids: Sequence[str | UUID] = (), caller_is: str | None = None,
                     summary: str | None = None, signposted_to: Sequence[UUID] = (),
                     follow_up: FollowUp | None = None, distressing: bool = False,
-                    answered: bool = True, phone: str | None = None) -> Contact:
+                    answered: bool = True, phone: str | None = None,
+                    responds_to: UUID | None = None,
+                    referral_id: UUID | None = None) -> Contact:
+        """``referral_id``: an accepted referral it makes first contact on (same save)."""
         contact_id = uuid.uuid4()
         caller: Caller | None = None
         if caller_ref is not None:
@@ -224,12 +231,14 @@ class ContactApplication(ServiceApplication):
             number = normalise_uk_phone(phone)
             if caller is None:
                 caller = self._caller_with_number(number)
+        referral = None
+        if referral_id is not None:
+            referral, caller = self.referrals.for_contact(referral_id, caller, answered=answered)
         if caller is not None:
             caller.check_can_be_named()  # before anything is sealed with their key
-        unknown = (views.missing_directory_entries(self._views(), list(signposted_to))
-                   if signposted_to else [])
-        if unknown:
-            raise InvalidCommand("signposted_to", f"no directory entry {unknown[0]}")
+        missed = (self.ring_back.missed_call(responds_to, caller)
+                  if responds_to is not None else None)
+        self._check_signposts(signposted_to)
         subject = caller.id if caller is not None else contact_id
         if follow_up is not None and follow_up.needed:
             follow_up = replace(follow_up, what=self._seal(subject, follow_up.what))
@@ -242,10 +251,20 @@ class ContactApplication(ServiceApplication):
             signposted_to=[str(s) for s in signposted_to], follow_up=follow_up,
             distressing=distressing, answered=answered, phone=self._seal(subject, number),
             number_known=number is not None or (caller is not None and caller.phone is not None),
-            skew=self.clock_skew,
+            responds_to=responds_to, referral_id=referral_id, skew=self.clock_skew,
         )
-        self.save(contact)
+        first = referral is not None and referral.make_first_contact(
+            contact_id=contact.id, at=contact.started_at)
+        # The missed call it answers, its call-back completed, in the same save.
+        self.save(contact, *(self.ring_back.answering(missed, contact) if missed else []),
+                  *([referral] if first else []))
         return contact
+
+    def _check_signposts(self, signposted_to: Sequence[UUID] | None) -> None:
+        unknown = (views.missing_directory_entries(self._views(), list(signposted_to))
+                   if signposted_to else [])
+        if unknown:
+            raise InvalidCommand("signposted_to", f"no directory entry {unknown[0]}")
 
     def get_contact(self, contact_id: UUID) -> Contact:
         return self.load(contact_id, Contact, "contact")
@@ -260,11 +279,16 @@ class ContactApplication(ServiceApplication):
 
     def correct_contact(self, contact_id: UUID, *, reason: str,
                         issues: list[str] | None, ended_at: datetime | None,
+                        summary: str | None = None, caller_is: str | None = None,
+                        signposted_to: Sequence[UUID] | None = None,
                         expected_version: int | None = None) -> Contact:
+        self._check_signposts(signposted_to)  # a bad body is 422 whatever If-Match says
         contact = self._mutate(contact_id, expected_version)
-        sealed = self._seal(self._subject(contact), reason.strip()) if reason.strip() else reason
+        s = self._subject(contact)
+        sealed = self._seal(s, reason.strip()) if reason.strip() else reason
         contact.correct(reason=sealed or "", issues=issues, ended_at=ended_at,
-                        skew=self.clock_skew)
+                        summary=self._seal(s, summary), caller_is=caller_is,
+                        signposted_to=signposted_to, skew=self.clock_skew)
         # A concurrent save of the same contact makes this raise IntegrityError: a 409.
         self.save(contact)
         return contact
@@ -357,6 +381,7 @@ class ContactApplication(ServiceApplication):
         entries = views.directory(self._views(), need)
         if open_at is not None:
             local = open_at.astimezone(LONDON)
-            entries = [e for e in entries if is_open(e["opening_hours"], local)]
+            entries = [e for e in entries
+                       if is_open(e["opening_hours"], local, open_24_7=e["open_24_7"])]
         return views.page_by_name(entries, limit, cursor)
 

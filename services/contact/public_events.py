@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from services.contact.domain import Caller, Contact, DirectoryEntry, Referral
+from services.contact.domain.ringback import CallBackAnswered, CallBackPlaced, NumberRevealed
 from shared.eventstore.application import Public
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _listed(values: Any) -> list[str] | None:
+    return list(values) if values is not None else None
 
 
 def public_event(event: Any) -> Public | None:
@@ -44,6 +49,8 @@ def public_event(event: Any) -> Public | None:
             "contact_id": cid,
             "issues": list(event.issues) if event.issues is not None else None,
             "ended_at": _iso(event.ended_at),
+            "caller_is": getattr(event, "caller_is", None),  # absent from older events
+            "signposted_to": _listed(getattr(event, "signposted_to", None)),
         })
     if isinstance(event, Contact.RiskAssessed):
         return Public("RiskAssessed", {"contact_id": cid, "n": event.n, "level": event.level,
@@ -72,7 +79,12 @@ def public_event(event: Any) -> Public | None:
                                            "received_at": _iso(event.received_at),
                                            "caller_ref": event.caller_ref})
     if isinstance(event, Referral.Accepted):
-        return Public("ReferralAccepted", {"referral_id": cid})
+        return Public("ReferralAccepted", {"referral_id": cid, "first_contact_due_by": _iso(
+            getattr(event, "first_contact_due_by", None))})
+    if isinstance(event, Referral.FirstContactMade):
+        return Public("ReferralFirstContactMade", {"referral_id": cid,
+                                                   "contact_id": str(event.contact_id),
+                                                   "at": _iso(event.at)})
     if isinstance(event, Referral.Declined):
         return Public("ReferralDeclined", {"referral_id": cid})
     if isinstance(event, DirectoryEntry.Added | DirectoryEntry.Updated):
@@ -90,5 +102,22 @@ def public_event(event: Any) -> Public | None:
         return Public("CallerErased", {"caller_ref": event.caller_ref})
     if isinstance(event, Caller.HistoryRead):
         return Public("CallerHistoryRead", {"by": event.meta.get("actor")})
+    return _ring_back(event, cid)
+
+
+def _ring_back(event: Any, cid: str) -> Public | None:
+    """Ringing back: who and when, never a number or a purpose."""
+    if isinstance(event, Caller.PhoneRevealed):
+        return Public("CallerPhoneRevealed", {"by": event.meta.get("actor"),
+                                              "grounds": event.grounds})
+    if isinstance(event, NumberRevealed):
+        return Public("MissedCallNumberRevealed", {"contact_id": cid,
+                                                   "by": event.meta.get("actor")})
+    if isinstance(event, CallBackPlaced):
+        return Public("CallBackPlaced", {"contact_id": cid, "n": event.n,
+                                         "placed_at": _iso(event.placed_at)})
+    if isinstance(event, CallBackAnswered):
+        return Public("CallBackAnswered", {"contact_id": cid, "n": event.n,
+                                           "answered_by": str(event.contact_id)})
     return None
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from services.contact.domain import Contact, DirectoryEntry, Referral
+from services.contact.domain.referral import FIRST_CONTACT
 from shared.eventstore.readtables import (
     Instant,
     decode_cursor,
@@ -78,6 +79,19 @@ referrals = sa.Table(
     sa.Column("status", sa.String(10), nullable=False, index=True),
     sa.Column("received_at", Instant, nullable=False),
     sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("caller_ref", sa.String(20)),
+    sa.Column("referred_by", sa.String(100), index=True),  # the Received event's actor
+)
+
+# An accepted referral's follow-up: make first contact (listed with contacts' follow-ups).
+referral_follow_ups = sa.Table(
+    "v_referral_follow_ups",
+    metadata,
+    sa.Column("referral_id", sa.String(36), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("due_by", Instant, nullable=False, index=True),
+    sa.Column("caller_ref", sa.String(20)),
+    sa.Column("completed_at", Instant),
 )
 
 directory_entries = sa.Table(
@@ -88,6 +102,7 @@ directory_entries = sa.Table(
     sa.Column("helps_with", sa.JSON, nullable=False),
     sa.Column("phone", sa.String(40)),
     sa.Column("opening_hours", sa.JSON, nullable=False),
+    sa.Column("open_24_7", sa.Boolean, nullable=False),
     sa.Column("address", sa.Text),
     sa.Column("notes", sa.Text),
     sa.Column("version", sa.Integer, nullable=False),
@@ -116,6 +131,9 @@ def apply(conn: Connection, ev: Any) -> None:
             values["issues"] = list(ev.issues)
         if ev.ended_at is not None:
             values["ended_at"] = ts(ev.ended_at)
+        for name in ("summary", "caller_is", "signposted_to"):  # absent from older events
+            if getattr(ev, name, None) is not None:
+                values[name] = getattr(ev, name)
         conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid).values(**values))
     elif isinstance(ev, Contact.RiskAssessed):
         conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
@@ -137,16 +155,16 @@ def apply(conn: Connection, ev: Any) -> None:
     elif isinstance(ev, Referral.Received):
         conn.execute(sa.insert(referrals).values(
             referral_id=cid, status="received", received_at=ts(ev.received_at),
-            source=ev.source,
+            source=ev.source, caller_ref=ev.caller_ref,
+            referred_by=(ev.meta or {}).get("actor"),
         ))
-    elif isinstance(ev, Referral.Accepted | Referral.Declined):
-        status = "accepted" if isinstance(ev, Referral.Accepted) else "declined"
-        conn.execute(sa.update(referrals).where(referrals.c.referral_id == cid)
-                     .values(status=status))
+    elif isinstance(ev, Referral.Accepted | Referral.Declined | Referral.FirstContactMade):
+        _referral_moved(conn, cid, ev)
     elif isinstance(ev, DirectoryEntry.Added | DirectoryEntry.Updated):
         row = {
             "name": ev.name, "helps_with": list(ev.helps_with), "phone": ev.phone,
-            "opening_hours": list(ev.opening_hours), "address": ev.address,
+            "opening_hours": list(ev.opening_hours),
+            "open_24_7": bool(getattr(ev, "open_24_7", False)), "address": ev.address,
             "notes": ev.notes, "version": ev.originator_version,
         }
         if isinstance(ev, DirectoryEntry.Added):
@@ -156,6 +174,25 @@ def apply(conn: Connection, ev: Any) -> None:
                          .where(directory_entries.c.entry_id == cid).values(**row))
     elif isinstance(ev, DirectoryEntry.Removed):
         conn.execute(sa.delete(directory_entries).where(directory_entries.c.entry_id == cid))
+
+
+def _referral_moved(conn: Connection, rid: str, ev: Any) -> None:
+    """Accepted (with its first-contact follow-up: none in events stored before it
+    existed), declined, or contacted (the follow-up done)."""
+    status = ("accepted" if isinstance(ev, Referral.Accepted) else
+              "declined" if isinstance(ev, Referral.Declined) else "contacted")
+    where = referrals.c.referral_id == rid
+    conn.execute(sa.update(referrals).where(where).values(status=status))
+    due = getattr(ev, "first_contact_due_by", None)
+    if isinstance(ev, Referral.Accepted) and due is not None:
+        ref = conn.execute(sa.select(referrals.c.caller_ref).where(where)).scalar()
+        conn.execute(sa.insert(referral_follow_ups).values(
+            referral_id=rid, kind=FIRST_CONTACT, due_by=ts(due), caller_ref=ref,
+            completed_at=None))
+    elif isinstance(ev, Referral.FirstContactMade):
+        conn.execute(sa.update(referral_follow_ups)
+                     .where(referral_follow_ups.c.referral_id == rid)
+                     .values(completed_at=ts(ev.at)))
 
 
 # -------------------------------------------------------------------------- queries
@@ -216,30 +253,44 @@ def row_to_dict(row: Any, reveal: Callable[[str | None], str | None] | None) -> 
 
 def follow_ups_due(engine: Engine, due_before: datetime, limit: int, cursor: str | None
                    ) -> tuple[list[dict[str, Any]], str | None]:
-    """Earliest first, keyset-paged on (due_by, contact_id, n)."""
-    q = sa.select(follow_ups).where(follow_ups.c.completed_at.is_(None),
-                                    follow_ups.c.due_by < _at(due_before))
+    """Contacts' open follow-ups and accepted referrals' first contacts (``n`` 1, no
+    contact), earliest first, keyset-paged on (due_by, contact or referral id, n)."""
+    f, r = follow_ups.c, referral_follow_ups.c
+    due_soon = sa.union_all(
+        sa.select(f.contact_id.label("owner"), f.n, f.kind, f.due_by, f.caller_ref,
+                  sa.literal_column("0", sa.Integer).label("of_referral"))
+        .where(f.completed_at.is_(None), f.due_by < _at(due_before)),
+        sa.select(r.referral_id.label("owner"), sa.literal_column("1", sa.Integer).label("n"),
+                  r.kind, r.due_by, r.caller_ref,
+                  sa.literal_column("1", sa.Integer).label("of_referral"))
+        .where(r.completed_at.is_(None), r.due_by < _at(due_before)),
+    ).subquery()
+    u = due_soon.c
+    q = sa.select(due_soon)
     if cursor:
-        due, cid, n = decode_cursor(cursor, "follow-ups", (instant_part, id_part, n_part))
-        q = q.where(sa.tuple_(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n)
-                    > sa.tuple_(_at(due), sa.literal(cid), sa.literal(n)))
-    q = q.order_by(follow_ups.c.due_by, follow_ups.c.contact_id, follow_ups.c.n).limit(limit + 1)
+        due, oid, n = decode_cursor(cursor, "follow-ups", (instant_part, id_part, n_part))
+        q = q.where(sa.tuple_(u.due_by, u.owner, u.n)
+                    > sa.tuple_(_at(due), sa.literal(oid), sa.literal(n)))
+    q = q.order_by(u.due_by, u.owner, u.n).limit(limit + 1)
     with engine.connect() as conn:
         rows, next_cursor = page(list(conn.execute(q)), limit, "follow-ups",
-                                  lambda r: (r.due_by, r.contact_id, r.n))
+                                  lambda row: (row.due_by, row.owner, row.n))
     return [
-        {"contact_id": r.contact_id, "n": r.n, "kind": r.kind, "due_by": from_ts(r.due_by),
-         "caller_ref": r.caller_ref}
-        for r in rows
+        {"contact_id": None if row.of_referral else row.owner,
+         "referral_id": row.owner if row.of_referral else None, "n": row.n, "kind": row.kind,
+         "due_by": from_ts(row.due_by), "caller_ref": row.caller_ref}
+        for row in rows
     ], next_cursor
 
 
-def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | None
-                 ) -> tuple[list[UUID], str | None]:
+def referral_ids(engine: Engine, status: str | None, limit: int, cursor: str | None,
+                 referred_by: str | None = None) -> tuple[list[UUID], str | None]:
     """Oldest first, keyset-paged on (received_at, referral_id)."""
     q = sa.select(referrals.c.referral_id, referrals.c.received_at)
     if status is not None:
         q = q.where(referrals.c.status == status)
+    if referred_by is not None:
+        q = q.where(referrals.c.referred_by == referred_by)
     if cursor:
         received, rid = decode_cursor(cursor, "referrals", (instant_part, id_part))
         q = q.where(sa.tuple_(referrals.c.received_at, referrals.c.referral_id)
@@ -271,7 +322,7 @@ def directory(engine: Engine, need: str | None) -> list[dict[str, Any]]:
     return [
         {"id": r.entry_id, "name": r.name, "helps_with": list(r.helps_with),
          "phone": r.phone, "opening_hours": list(r.opening_hours),
-         "address": r.address, "notes": r.notes, "version": r.version}
+         "open_24_7": r.open_24_7, "address": r.address, "notes": r.notes, "version": r.version}
         for r in rows if need is None or need in r.helps_with
     ]
 

@@ -12,11 +12,16 @@ someone new (no 409 "already known"). Whatever the referrer says about a known c
 (alias, consents, age band) is not written over their record: it is theirs. The
 referrer's organisation (a GP practice tied to a person) is sealed with the caller's
 key, like the reason, so erasure reaches it.
+
+Accepting a referral opens its first-contact follow-up, due
+``SOLIDARITY_REFERRAL_FIRST_CONTACT_DAYS`` after; a contact logged with its
+``referral_id`` completes it in the same transaction (``for_contact``). A partner reads
+the status of the referrals it made, and only those (``made_by``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -28,7 +33,7 @@ from services.contact.domain import (
     check_consent_to_contact,
     check_referrer_may_name_caller,
 )
-from shared.kernel import Conflicting, InvalidCommand, check_expected_version
+from shared.kernel import Conflicting, InvalidCommand, NotKnown, check_expected_version
 from shared.privacy import normalise_uk_phone
 
 if TYPE_CHECKING:
@@ -98,12 +103,37 @@ class Referrals:
                expected_version: int | None) -> Referral:
         referral = self.get(referral_id)
         check_expected_version(referral.version, expected_version)
-        referral.decide(accept=accept, reason=self.app._seal(referral.caller_id, reason) or "")
+        days = self.app.settings.referral_first_contact_days
+        referral.decide(accept=accept, reason=self.app._seal(referral.caller_id, reason) or "",
+                        first_contact_within=timedelta(days=days))
         self.app.save(referral)
         return referral
 
-    def queue(self, status: str | None, limit: int, cursor: str | None = None
-              ) -> tuple[list[Referral], str | None]:
-        """The referrals (oldest first), by status if given, and the next page's cursor."""
-        ids, next_cursor = views.referral_ids(self.app._views(), status, limit, cursor)
+    def queue(self, status: str | None, limit: int, cursor: str | None = None,
+              referred_by: str | None = None) -> tuple[list[Referral], str | None]:
+        """The referrals (oldest first), by status if given, only those ``referred_by``
+        someone if given, and the next page's cursor."""
+        ids, next_cursor = views.referral_ids(self.app._views(), status, limit, cursor,
+                                              referred_by=referred_by)
         return [self.get(rid) for rid in ids], next_cursor
+
+    def made_by(self, referral_id: UUID, referrer: str) -> Referral:
+        """A referral ``referrer`` made; any other is not found, as if it did not exist."""
+        referral = self.get(referral_id)
+        if referral.referred_by != referrer:
+            raise NotKnown("No such referral.")
+        return referral
+
+    def for_contact(self, referral_id: UUID, caller: Caller | None, *, answered: bool
+                    ) -> tuple[Referral, Caller]:
+        """The referral a contact being logged names, checked (unknown is bad input), and
+        the contact's caller: the one it names, else the referred person."""
+        try:
+            referral = self.get(referral_id)
+        except NotKnown:
+            raise InvalidCommand("referral_id", "no referral has this id") from None
+        referral.check_first_contact(caller_id=caller.id if caller is not None else None,
+                                     answered=answered)
+        if caller is None:
+            caller = self.app.load(referral.caller_id, Caller, "caller")
+        return referral, caller

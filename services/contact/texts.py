@@ -10,23 +10,31 @@ caller's recorded consent is left as it is (a supporter records a change with
 PATCH /contact/callers/{ref}). A text that opens a conversation is routed to the
 supporters on call when it arrives (the rota's shift on then: they are its
 ``supporter_ids``); the coordinator, and a supporter on shift, read and answer threads.
+
+The inbox (``inbox.py``, a read model of these events) lists the threads, newest
+message first. A supporter on shift (or the coordinator) claims a thread to answer it,
+and releases it or hands it over to another supporter on shift; closing ends the claim.
+A caller who texts again within ``SOLIDARITY_TEXT_REOPEN_WINDOW_H`` hours of a closed
+thread's last message continues it (reopened, unclaimed); later, a new thread opens.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from services.contact import inbox, rota
 from services.contact import read_model as views
-from services.contact import rota
 from services.contact.domain import Caller, Contact, NewCaller
 from shared.kernel import Conflicting, InvalidCommand, NotKnown, RuleBroken, acting
 from shared.privacy import normalise_uk_phone
 from shared.sms import AlreadyTaken, InboundLedger, SmsProvider, SmsSender
+from shared.web.auth import Role
 
 if TYPE_CHECKING:
     from services.contact.app import ContactApplication
@@ -90,11 +98,23 @@ class Texts:
                 continue  # registered by another request meanwhile: find them
         raise Conflicting("This number is being registered by another request; try again.")
 
-    def open_thread_of(self, caller_id: UUID) -> Contact | None:
-        """The caller's latest text conversation that is not closed, if any."""
+    @property
+    def reopen_window(self) -> timedelta:
+        return timedelta(hours=self.app.settings.text_reopen_window_h)
+
+    def open_thread_of(self, caller_id: UUID, at: datetime) -> Contact | None:
+        """The caller's latest text conversation if it is not closed, or closed with its
+        last message within the reopen window before ``at`` (then reopened here,
+        unsaved); None if a new one must open."""
         for row in views.contacts_of_caller(self.app._views(), caller_id):  # newest first
-            if row.channel == "text" and not row.closed:
-                return self.app.get_contact(UUID(row.contact_id))
+            if row.channel == "text":
+                contact = self.app.get_contact(UUID(row.contact_id))
+                if not contact.closed:
+                    return contact
+                if contact.reopens_for(at, self.reopen_window):
+                    contact.reopen_for_text(at=at, window=self.reopen_window)
+                    return contact
+                return None
         return None
 
     def _append_inbound(self, number: str, body: str) -> Contact:
@@ -103,7 +123,7 @@ class Texts:
         sealed = self.app._seal(caller.id, body)
         assert sealed is not None
         for attempt in range(TEXT_SAVE_ATTEMPTS):
-            contact = self.open_thread_of(caller.id)
+            contact = self.open_thread_of(caller.id, now)
             if contact is None:
                 contact = Contact.open_text_thread(
                     caller_id=caller.id, caller_ref=caller.caller_ref,
@@ -163,8 +183,64 @@ class Texts:
 
     def stored_thread(self, contact_id: UUID) -> tuple[Contact, bool]:
         """``thread`` for whoever was already let in (a retried reply's first answer)."""
+        contact = self._text_contact(contact_id)
+        return contact, self.can_reply(contact)
+
+    def can_reply(self, contact: Contact) -> bool:
+        """The caller consented to texts and is not erased."""
+        caller = self._text_caller(contact)
+        return caller is not None and caller.may_receive_texts
+
+    # -- the inbox and claims ---------------------------------------------------------------
+    def inbox(self, principal: Principal, *, status: str | None, limit: int,
+              cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """The text conversations, newest message first (``inbox.py``): for the
+        coordinator and the supporters on shift."""
+        self.app.check_on_shift(principal, THREADS)
+        return inbox.list_threads(self.app._views(), status=status,
+                                  limit=limit, cursor=cursor)
+
+    def _changing(self, contact_id: UUID, change: Callable[[Contact], bool]) -> Contact:
+        """Load the thread, ``change`` it and save what it recorded. A write that saved
+        first (another claim, a text) is reloaded and the change asked again: the domain
+        then answers for the new state (taken by whoever won: 409)."""
+        for attempt in range(TEXT_SAVE_ATTEMPTS):
+            contact = self._text_contact(contact_id)
+            if not change(contact):
+                return contact  # nothing new to record
+            try:
+                self.app.save(contact)
+                return contact
+            except IntegrityError:
+                if attempt + 1 == TEXT_SAVE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _text_contact(self, contact_id: UUID) -> Contact:
         contact = self.app.get_contact(contact_id)
         if contact.channel != "text":
             raise NotKnown("No such text conversation.")
-        caller = self._text_caller(contact)
-        return contact, caller is not None and caller.may_receive_texts
+        return contact
+
+    def claim(self, contact_id: UUID, principal: Principal) -> Contact:
+        """A supporter on shift, or the coordinator, takes the thread; a supporter
+        joins its handlers. Already theirs: nothing recorded."""
+        self.app.check_on_shift(principal, THREADS)
+        return self._changing(contact_id, lambda c: c.claim(
+            by=principal.sub, handler=principal.role == Role.SUPPORTER))
+
+    def release(self, contact_id: UUID, principal: Principal) -> Contact:
+        """The claimant (on shift or not: a shift ending is when a thread is given up)
+        or the coordinator gives the thread up."""
+        return self._changing(contact_id, lambda c: c.release(
+            by=principal.sub, coordinator=principal.role == Role.COORDINATOR))
+
+    def hand_over(self, contact_id: UUID, to: str, principal: Principal) -> Contact:
+        """The claimant (on shift or not) or the coordinator passes the thread to
+        ``to``, who must be a supporter on shift now (the domain's rule, on the rota)."""
+        now = datetime.now(UTC)
+        window = self.app.on_shift_window
+        known = rota.of_supporter(self.app._rota(), to, now, window)
+        return self._changing(contact_id, lambda c: c.hand_over(
+            to=to, by=principal.sub, coordinator=principal.role == Role.COORDINATOR,
+            rota=known, window=window, now=now))

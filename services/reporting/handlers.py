@@ -51,6 +51,8 @@ def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:
     values: dict[str, object] = {}
     if d.get("issues") is not None:
         values["issues"] = ",".join(sorted(d["issues"]))
+    if d.get("signposted_to") is not None:  # signposting after the contact was logged
+        values["signposted_to"] = ",".join(d["signposted_to"])
     if values:
         conn.execute(
             sa.update(contacts).where(contacts.c.contact_id == d["contact_id"]).values(**values)

@@ -13,7 +13,7 @@
 - It presents its notification log as integration events (for the relay and for
   ``GET /<service>/events``), mapped by the service's ``public_events.py``.
 - The composition root hands it its adapters (``Adapters``: engine, settings, keys,
-  phone index, SMS provider) and its read models; it builds none itself.
+  phone index, SMS provider, call placer) and its read models; it builds none itself.
 - ``LocalProjector`` keeps a read model of its own log (a ``Projection`` of
   ``shared.eventstore.projection``, which re-exports it) in step with every save.
 """
@@ -43,6 +43,7 @@ from eventsourcing.persistence import (
 )
 from sqlalchemy.engine import Engine
 
+from shared.calls import CallPlacer
 from shared.config import Settings
 from shared.kernel import NotKnown
 from shared.logging import get_logger
@@ -116,6 +117,7 @@ class Adapters:
     keys: KeyStore | None = None
     phones: PhoneIndex | None = None
     sms: SmsProvider | None = None
+    calls: CallPlacer | None = None
 
 
 class ServiceApplication(Application[UUID]):

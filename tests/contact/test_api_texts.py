@@ -128,13 +128,22 @@ def test_signed_text_creates_caller_and_thread_and_later_texts_append(stack: Sta
                                                        "still here"]
     assert thread["messages"][0]["at"] <= thread["messages"][1]["at"]
 
-    # Once the conversation is closed, the next text opens a new one.
+    # Once the conversation is closed (its issues set first, as for a call), the next
+    # text within SOLIDARITY_TEXT_REOPEN_WINDOW_H of its last message reopens it (after
+    # the window it opens a new one: tests/system/test_text_inbox.py).
     with stack.client() as c:
+        r = c.post(f"/contact/contacts/{item['id']}/close", json={})
+        assert r.status_code == 422 and "issues" in r.text
+        assert c.patch(f"/contact/contacts/{item['id']}",
+                       json={"issues": ["social_isolation"], "reason": "set"}
+                       ).status_code == 200
         assert c.post(f"/contact/contacts/{item['id']}/close", json={}).status_code == 200
-    assert _post_text(stack, _params("SM" + "3" * 32, "me again")).status_code == 200
-    threads = _text_threads(stack, ref)
-    assert len(threads) == 2 and threads[1]["id"] == item["id"]
-    assert [m["body"] for m in _thread(stack, threads[0]["id"])["messages"]] == ["me again"]
+    r = _post_text(stack, _params("SM" + "3" * 32, "me again"))
+    assert r.status_code == 200 and r.headers["location"] == f"/contact/texts/{item['id']}"
+    assert [t["id"] for t in _text_threads(stack, ref)] == [item["id"]]
+    thread = _thread(stack, item["id"])
+    assert thread["closed"] is False and thread["status"] == "unclaimed"
+    assert [m["body"] for m in thread["messages"]][-1] == "me again"
 
 
 def test_wrong_or_missing_signature_is_403_and_stores_nothing(stack: Stack) -> None:

@@ -576,8 +576,11 @@ def test_a_new_text_is_routed_to_the_supporters_on_call(
     rota.unassign(tonight, b)  # a later message goes to the same thread, as it was routed
     again, _ = app.texts.receive(message_sid="SM2", from_number=NUMBER, body="anyone?")
     assert again == first and app.get_contact(first).supporter_ids == sorted([a, b])
-    # Nobody on call: the thread is nobody's but the coordinator's.
+    # Nobody on call: the thread is nobody's but the coordinator's (a new thread: with
+    # no reopening window, a text after closing never continues the closed one).
+    app.correct_contact(first, reason="set", issues=["social_isolation"], ended_at=None)
     app.close_contact(first, no_escalation_reason=None)
+    app.settings.text_reopen_window_h = 0
     rota.unassign(tonight, a)
     lonely, _ = app.texts.receive(message_sid="SM3", from_number=NUMBER, body="hello?")
     assert lonely != first and app.get_contact(lonely).supporter_ids == []

@@ -32,7 +32,8 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/contact/events"): {"auditor", "coordinator"},
     ("GET", "/contact/contacts"): {"supporter", "coordinator", "auditor"},
     ("POST", "/contact/referrals"): {"coordinator", "partner"},
-    ("GET", "/contact/referrals"): {"coordinator"},
+    ("GET", "/contact/referrals"): {"coordinator", "partner"},
+    ("GET", "/contact/referrals/{referral_id}"): {"coordinator", "partner"},
     ("POST", "/contact/directory"): {"coordinator"},
     ("GET", "/contact/directory"): {"supporter", "coordinator"},
     ("POST", "/reporting/rebuild"): {"coordinator"},
@@ -40,7 +41,9 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/contact/health"): None,
 }
 ON_SHIFT_ONLY = {("GET", "/contact/callers/{caller_ref}/history"),
-                 ("GET", "/contact/texts/{contact_id}")}
+                 ("GET", "/contact/texts/{contact_id}"),
+                 ("GET", "/contact/texts"),
+                 ("POST", "/contact/texts/{contact_id}/claim")}
 NO_BEARER = {("POST", "/contact/texts/inbound")}  # the SMS provider signs its requests
 
 

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.contact.api import callers, contacts, directory, referrals, texts
+from services.contact.api import (
+    callers,
+    contacts,
+    directory,
+    inbox,
+    referrals,
+    ringback,
+    texts,
+)
 
 # In this order: it is the order routes are matched in (``/callers/lookup`` before
 # ``/callers/{caller_ref}``) and the order of the OpenAPI document's paths.
-RESOURCES = (callers, contacts, referrals, directory, texts)
+RESOURCES = (callers, contacts, referrals, directory, texts, inbox, ringback)
 
 
 def router() -> APIRouter:

@@ -86,12 +86,24 @@ class ContactIn(Strict):
     distressing: bool = Field(default=False, description="The supporter wants a debrief.")
     answered: bool = Field(default=True, description="false: a missed call (phone only).")
     phone: Phone | None = Field(default=None, description="A missed call's number.")
+    responds_to: UUID | None = Field(
+        default=None, description="The missed call this contact answers (typically "
+        "`direction: outbound`); one that was answered completes that call's open "
+        "call-back follow-up. Not a missed call: 422.")
+    referral_id: UUID | None = Field(
+        default=None, description="An accepted referral this contact makes first contact "
+        "on (completing its follow-up); without `caller_ref`, the referred person is the "
+        "caller.")
 
 
 class ContactCorrection(Strict):
     reason: Text = Field(description="Why it is corrected.")
     issues: list[IssueCategory] | None = Field(default=None, min_length=1, max_length=15)
     ended_at: Instant | None = None
+    summary: LongText | None = None
+    caller_is: CallerIs | None = None
+    signposted_to: list[UUID] | None = Field(default=None, max_length=20,
+                                             description="Replaces the list.")
 
 
 class RiskIn(Strict):
@@ -147,7 +159,8 @@ def log_contact(body: ContactIn, request: Request, app: App,
             caller_is=body.caller_is.value if body.caller_is else None,
             summary=body.summary, signposted_to=body.signposted_to,
             follow_up=_follow_up(body.follow_up), distressing=body.distressing,
-            answered=body.answered, phone=body.phone,
+            answered=body.answered, phone=body.phone, referral_id=body.referral_id,
+            responds_to=body.responds_to,
         )
 
     def show(contact: Contact) -> tuple[ContactOut, str, int]:
@@ -188,7 +201,8 @@ def get_contact(contact_id: UUID, response: Response, app: App,
 
 @router.patch("/contacts/{contact_id}", response_model=ContactOut,
               summary="Correct a logged contact",
-              description=roles_doc(ON_CALL, "Corrects the issues or end time, with a reason. "
+              description=roles_doc(ON_CALL, "Corrects the issues, end time, summary, "
+                                    "`caller_is` or signposting, with a reason. "
                                     "The original stays in the history. Send `If-Match`: a "
                                     "stale one is 412; a concurrent write that saved first "
                                     "makes this one 409."))
@@ -198,7 +212,9 @@ def correct_contact(contact_id: UUID, body: ContactCorrection, response: Respons
     contact = app.correct_contact(
         contact_id, reason=body.reason,
         issues=[i.value for i in body.issues] if body.issues is not None else None,
-        ended_at=body.ended_at, expected_version=if_match,
+        ended_at=body.ended_at, summary=body.summary,
+        caller_is=body.caller_is.value if body.caller_is else None,
+        signposted_to=body.signposted_to, expected_version=if_match,
     )
     with_etag(response, contact.version)
     return contact_for(app, principal, contact)
@@ -279,7 +295,9 @@ def complete(contact_id: UUID, n: Nth, body: CompleteIn, response: Response, app
 @router.get("/follow-ups", response_model=FollowUpPage, summary="Follow-ups due",
             description=roles_doc(ON_CALL, "Open follow-ups due before `due_before` "
                                   "(default: now), earliest first: call-backs of missed "
-                                  "calls and agreed follow-ups."))
+                                  "calls, agreed follow-ups, and accepted referrals' "
+                                  "first contacts (`kind` `first_contact`, with "
+                                  "`referral_id`, `contact_id` null)."))
 def follow_ups(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
                due_before: Instant | None = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 100,

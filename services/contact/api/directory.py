@@ -29,6 +29,7 @@ class DirectoryOut(BaseModel):
     helps_with: list[IssueCategory]
     phone: str | None
     opening_hours: list[OpeningSlot]
+    open_24_7: bool = Field(description="Open at any time (and no `opening_hours`).")
     address: str | None
     notes: str | None
     version: int
@@ -43,7 +44,8 @@ def directory_out(entry: DirectoryEntry) -> DirectoryOut:
     return DirectoryOut.model_validate({
         "id": entry.id, "name": entry.name, "helps_with": entry.helps_with,
         "phone": entry.phone, "opening_hours": entry.opening_hours,
-        "address": entry.address, "notes": entry.notes, "version": entry.version,
+        "open_24_7": entry.open_24_7, "address": entry.address, "notes": entry.notes,
+        "version": entry.version,
     })
 
 
@@ -53,7 +55,10 @@ class DirectoryIn(Strict):
     phone: Annotated[str, StringConstraints(max_length=40)] | None = None
     opening_hours: list[OpeningSlot] = Field(
         default_factory=list, max_length=50,
-        description="London wall-clock times; closes before opens runs past midnight.")
+        description="London wall-clock times; closes before opens runs past midnight. "
+        "None with `open_24_7`.")
+    open_24_7: bool = Field(default=False, description="Open at any time: instead of "
+                            "`opening_hours` (both is 422).")
     address: Annotated[str, StringConstraints(max_length=500)] | None = None
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
 

@@ -30,7 +30,7 @@ from services.contact.domain import (
     RiskLevel,
 )
 from shared.privacy import KeyStore
-from shared.web.auth import Principal
+from shared.web.auth import Principal, Role
 
 # ------------------------------------------------------------------------ callers
 
@@ -101,6 +101,9 @@ class FollowUpOut(BaseModel):
     what: str | None
     completed_at: datetime | None
     outcome: str | None
+    answered_by: UUID | None = Field(
+        default=None, description="A call-back: the contact that rang the missed call back "
+        "and got through (logged with `responds_to`), which completed it; else null.")
 
 
 class ContactOut(BaseModel):
@@ -108,6 +111,8 @@ class ContactOut(BaseModel):
     channel: Channel
     direction: Direction
     answered: bool
+    responds_to: UUID | None = Field(default=None, description="The missed call this "
+                                     "contact answers (a call-back), if any.")
     caller_ref: str | None
     shift_id: UUID | None
     supporter_ids: list[str]
@@ -157,7 +162,9 @@ class History(BaseModel):
 
 
 class FollowUpDueOut(BaseModel):
-    contact_id: UUID
+    contact_id: UUID | None = Field(description="The contact's; null for a referral's.")
+    referral_id: UUID | None = Field(default=None, description="An accepted referral's "
+                                     "first contact (`kind` `first_contact`); else null.")
     n: int
     kind: str
     due_by: datetime
@@ -183,14 +190,19 @@ def _reveal(keys: KeyStore, include_personal: bool) -> Reveal:
     return keys.reveal if include_personal else (lambda _t: None)
 
 
-def contact_out(keys: KeyStore, contact: Contact, *, include_personal: bool) -> ContactOut:
-    """The whole contact; its free text only when ``include_personal``."""
+def contact_out(keys: KeyStore, contact: Contact, *, include_personal: bool,
+                include_follow_ups: bool | None = None) -> ContactOut:
+    """The whole contact; its free text only when ``include_personal``, its follow-ups'
+    (``what``, ``outcome``) when ``include_follow_ups`` (default: the same)."""
     reveal = _reveal(keys, include_personal)
+    follow_up_text = _reveal(keys, include_personal if include_follow_ups is None
+                             else include_follow_ups)
     return ContactOut.model_validate({
         "id": contact.id,
         "channel": contact.channel,
         "direction": contact.direction,
         "answered": contact.answered,
+        "responds_to": contact.responds_to,
         "caller_ref": contact.caller_ref,
         "shift_id": contact.shift_id,
         "supporter_ids": contact.supporter_ids,
@@ -203,7 +215,7 @@ def contact_out(keys: KeyStore, contact: Contact, *, include_personal: bool) -> 
         "risk_level": contact.risk_level,
         "risk_trail": [_opened(r, RISK_TEXT, reveal) for r in contact.risk_trail],
         "escalations": [_opened(e, ESCALATION_TEXT, reveal) for e in contact.escalations],
-        "follow_ups": [_opened(f, FOLLOW_UP_TEXT, reveal) for f in contact.follow_ups],
+        "follow_ups": [_opened(f, FOLLOW_UP_TEXT, follow_up_text) for f in contact.follow_ups],
         "distressing": contact.debrief_requested,
         "closed": contact.closed,
         "logged_by": contact.logged_by,
@@ -213,9 +225,13 @@ def contact_out(keys: KeyStore, contact: Contact, *, include_personal: bool) -> 
 
 
 def contact_for(app: ContactApplication, principal: Principal, contact: Contact) -> ContactOut:
-    """The contact as ``principal`` may see it."""
-    return contact_out(app.keys, contact,
-                       include_personal=app.sees_personal(principal, contact.supporter_ids))
+    """The contact as ``principal`` may see it: its follow-ups' text also for any
+    supporter on shift (who may be the one to do it, e.g. ring a missed call back)."""
+    personal = app.sees_personal(principal, contact.supporter_ids)
+    follow_ups = personal or (principal.role == Role.SUPPORTER and bool(contact.follow_ups)
+                              and app.may_read_history(principal))
+    return contact_out(app.keys, contact, include_personal=personal,
+                       include_follow_ups=follow_ups)
 
 
 def risk_out(keys: KeyStore, contact: Contact, n: int, *, include_personal: bool) -> RiskOut:

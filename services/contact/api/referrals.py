@@ -5,7 +5,8 @@ A partner learns nothing about who else calls the line: it refers with the perso
 details (a ``caller_ref`` from a partner is one 422, whatever it names), a known number
 is matched inside with the same 201 as a new one, its answer does not show which caller
 was referred, and a retry with its ``Idempotency-Key`` gets that first answer, not the
-decision taken since (``services.contact.referrals``).
+decision taken since (``services.contact.referrals``). A partner reads the referrals it
+made, as status only (``referral_status_out``); another's is not found.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ router = APIRouter()
 # ---------------------------------------------------------------------- referrals
 
 
+class FirstContactOut(BaseModel):
+    contact_id: UUID
+    at: datetime
+
+
 class ReferralOut(BaseModel):
     id: UUID
     received_at: datetime
@@ -51,9 +57,13 @@ class ReferralOut(BaseModel):
     caller_ref: str | None = Field(description="Who was referred; null in a partner's "
                                    "answer (a partner learns nothing of who calls the line).")
     reason: str | None
-    status: str
+    status: str = Field(description="`received`, `accepted`, `declined` or `contacted`.")
     outcome_reason: str | None
     decided_by: str | None
+    first_contact_due_by: datetime | None = Field(
+        description="Accepted: when first contact is due (the follow-up it opened).")
+    first_contact: FirstContactOut | None = Field(
+        description="The contact that made first contact, when; null in a partner's read.")
     version: int
 
 
@@ -84,6 +94,20 @@ def referral_out(keys: KeyStore, referral: Referral, *, for_partner: bool = Fals
         "status": referral.status,
         "outcome_reason": keys.reveal(referral.outcome_reason),
         "decided_by": referral.decided_by,
+        "first_contact_due_by": referral.first_contact_due_by,
+        "first_contact": referral.first_contact,
+        "version": referral.version,
+    })
+
+
+def referral_status_out(referral: Referral) -> ReferralOut:
+    """What the partner that made a referral reads of it: its status, no reasons,
+    organisation, caller or who decided."""
+    return ReferralOut.model_validate({
+        "id": referral.id, "received_at": referral.received_at, "source": referral.source,
+        "referrer_organisation": None, "caller_ref": None, "reason": None,
+        "status": referral.status, "outcome_reason": None, "decided_by": None,
+        "first_contact_due_by": referral.first_contact_due_by, "first_contact": None,
         "version": referral.version,
     })
 
@@ -137,21 +161,29 @@ def refer(body: ReferralIn, request: Request, app: App,
 
 
 @router.get("/referrals", response_model=ReferralPage, summary="The referral queue",
-            description=roles_doc(COORD, "Oldest first; filter by `status`."))
-def referrals(app: App, _p: Annotated[Principal, Depends(COORD)],
-              status: Annotated[str | None,
-                                Query(pattern="^(received|accepted|declined)$")] = None,
+            description=roles_doc(REFER, "Oldest first; filter by `status`. A partner gets "
+                                  "only the referrals it made, as status only."))
+def referrals(app: App, principal: Annotated[Principal, Depends(REFER)],
+              status: Annotated[str | None, Query(
+                  pattern="^(received|accepted|declined|contacted)$")] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
               cursor: Cursor = None) -> ReferralPage:
-    found, next_cursor = app.referrals.queue(status, limit, cursor)
-    return ReferralPage(items=[referral_out(app.keys, x) for x in found],
-                        next_cursor=next_cursor)
+    partner = principal.role == Role.PARTNER
+    found, next_cursor = app.referrals.queue(status, limit, cursor,
+                                             referred_by=principal.sub if partner else None)
+    return ReferralPage(items=[referral_status_out(x) if partner else referral_out(app.keys, x)
+                               for x in found], next_cursor=next_cursor)
 
 
 @router.get("/referrals/{referral_id}", response_model=ReferralOut, summary="One referral",
-            description=roles_doc(COORD))
+            description=roles_doc(REFER, "A partner reads only a referral it made (another "
+                                  "is 404), as status only."))
 def get_referral(referral_id: UUID, response: Response, app: App,
-                 _p: Annotated[Principal, Depends(COORD)]) -> ReferralOut:
+                 principal: Annotated[Principal, Depends(REFER)]) -> ReferralOut:
+    if principal.role == Role.PARTNER:
+        referral = app.referrals.made_by(referral_id, principal.sub)
+        with_etag(response, referral.version)
+        return referral_status_out(referral)
     referral = app.referrals.get(referral_id)
     with_etag(response, referral.version)
     return referral_out(app.keys, referral)

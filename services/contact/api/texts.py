@@ -18,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from services.contact.api.common import ON_CALL, App, created_once
-from services.contact.domain import Contact, Direction
+from services.contact.app import ContactApplication
+from services.contact.domain import CallerIs, Contact, Direction, IssueCategory, RiskLevel
 from shared.privacy import KeyStore
 from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
 from shared.web.auth import Principal
@@ -44,11 +45,25 @@ class TextMessageOut(BaseModel):
         "`provider` (handed to the SMS provider).")
 
 
+ThreadStatus = Literal["unclaimed", "open", "closed"]
+STATUS_DOC = ("`unclaimed`: not closed, nobody claimed it; `open`: claimed, not closed; "
+              "`closed`.")
+
+
 class TextThreadOut(BaseModel):
     contact_id: UUID
     caller_ref: str | None
     started_at: datetime
     closed: bool
+    status: ThreadStatus = Field(description=STATUS_DOC)
+    claimed_by: str | None = Field(description="Who holds it (a supporter id, or the "
+                                   "coordinator's): null when unclaimed or closed.")
+    issues: list[IssueCategory]
+    caller_is: CallerIs | None
+    summary: str | None = Field(description="Only for the coordinator and the supporters "
+                                "who handled it (named, claimed or handed it).")
+    signposted_to: list[str]
+    risk_level: RiskLevel | None
     can_reply: bool = Field(description="The caller consented to texts and is not erased.")
     messages: list[TextMessageOut]
     version: int
@@ -69,13 +84,22 @@ def text_message_out(keys: KeyStore, n: int, message: dict[str, Any]) -> TextMes
                           provider_ref=message["provider_ref"], delivery=_delivery(message))
 
 
-def text_thread_out(keys: KeyStore, contact: Contact, *, can_reply: bool) -> TextThreadOut:
-    """A text conversation's messages in order, bodies opened."""
+def text_thread_out(keys: KeyStore, contact: Contact, *, can_reply: bool,
+                    include_personal: bool) -> TextThreadOut:
+    """A text conversation, read like a call, with its messages in order, bodies opened;
+    its summary only when ``include_personal``."""
     return TextThreadOut(
         contact_id=contact.id,
         caller_ref=contact.caller_ref,
         started_at=contact.started_at,
         closed=contact.closed,
+        status=contact.status,  # type: ignore[arg-type]
+        claimed_by=contact.claimed_by,
+        issues=contact.issues,  # type: ignore[arg-type]
+        caller_is=contact.caller_is,  # type: ignore[arg-type]
+        summary=keys.reveal(contact.summary) if include_personal else None,
+        signposted_to=contact.signposted_to,
+        risk_level=contact.risk_level,  # type: ignore[arg-type]
         can_reply=can_reply,
         messages=[text_message_out(keys, n, m)
                   for n, m in enumerate(contact.messages, start=1)],
@@ -155,11 +179,14 @@ INBOUND_DOC = (
     "`MessageSid`: a replay creates nothing new. Finds the caller by the keyed hash "
     "of the number or registers a new one (texting in opts in to replies: "
     "`consent_to_text` true, `consent_to_keep_history` false), then appends to "
-    "the caller's latest text conversation that is not closed, or opens one, routed "
+    "the caller's latest text conversation if it is not closed, or if its last message "
+    "was at most `SOLIDARITY_TEXT_REOPEN_WINDOW_H` (24) hours ago (a closed one then "
+    "reopens, unclaimed); otherwise it opens a new one, routed "
     "to the supporters on call when it arrives (those assigned to the rota's shift on "
     "then become its `supporter_ids`, and that shift its `shift_id`). "
     "Answers 200 with an empty TwiML `<Response/>` (`text/xml`): no automatic "
-    "reply.\n\nRoles: none (the SMS provider, authenticated by its request "
+    "reply; `Location` names the text conversation it went to (ids only: what "
+    "`solidarity sms-in` prints).\n\nRoles: none (the SMS provider, authenticated by its request "
     "signature)."
 )
 INBOUND_BODY = {"requestBody": {"required": True, "content": {
@@ -173,7 +200,9 @@ INBOUND_BODY = {"requestBody": {"required": True, "content": {
 @router.post(
     "/texts/inbound", response_class=Response, summary="Inbound text (SMS webhook)",
     description=INBOUND_DOC,
-    responses={200: {"content": {"text/xml": {}}, "description": "Taken (or a replay)."},
+    responses={200: {"content": {"text/xml": {}}, "description": "Taken (or a replay).",
+                     "headers": {"Location": {"description": "The text conversation it "
+                                              "went to.", "schema": {"type": "string"}}}},
                403: {"description": "Missing or wrong signature."}},
     openapi_extra=INBOUND_BODY,
 )
@@ -187,10 +216,11 @@ async def inbound_text(request: Request, app: App) -> Response:
                                   request.headers.get(SIGNATURE_HEADER)):
         raise Forbidden("The request's X-Twilio-Signature is missing or does not match.")
     text = _inbound_text(pairs)
-    await run_in_threadpool(
+    contact_id, _ = await run_in_threadpool(
         lambda: app.texts.receive(message_sid=text.MessageSid, from_number=text.From,
                                   body=text.Body, correlation_id=correlation_of(request)))
-    return Response(TWIML_EMPTY, media_type="text/xml")
+    return Response(TWIML_EMPTY, media_type="text/xml",
+                    headers={"Location": f"/contact/texts/{contact_id}"})
 
 
 @router.get("/texts/{contact_id:uuid}", response_model=TextThreadOut,
@@ -203,7 +233,14 @@ def text_thread(contact_id: UUID, response: Response, app: App,
                 principal: Annotated[Principal, Depends(ON_CALL)]) -> TextThreadOut:
     contact, can_reply = app.texts.thread(contact_id, principal)
     with_etag(response, contact.version)
-    return text_thread_out(app.keys, contact, can_reply=can_reply)
+    return thread_for(app, principal, contact, can_reply)
+
+
+def thread_for(app: ContactApplication, principal: Principal, contact: Contact,
+               can_reply: bool) -> TextThreadOut:
+    """The thread as ``principal`` may see it."""
+    return text_thread_out(app.keys, contact, can_reply=can_reply,
+                           include_personal=app.sees_personal(principal, contact.supporter_ids))
 
 
 @router.post("/texts/{contact_id:uuid}/reply", status_code=201,

@@ -35,6 +35,13 @@ class NewCaller:
     consent_to_text: bool = False
 
 
+class RevealGrounds:
+    """Why a caller's number may be shown (recorded with each reveal)."""
+
+    CONSENT_TO_TEXT = "consent_to_text"
+    REFERRAL_ACCEPTED = "referral_accepted"
+    CALL_BACK_OPEN = "call_back_open"
+
 
 CALLER_NAMESPACE = uuid.UUID("0b7f8b8e-4f2a-4b8e-9d3c-6a1f2e5d7c90")
 _REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U
@@ -97,6 +104,7 @@ class Caller(Aggregate):
         self.consent_to_text = consent_to_text
         self.erased = False
         self.history_reads = 0
+        self.phone_reveals = 0
 
     def _not_erased(self) -> None:
         if self.erased:
@@ -160,6 +168,47 @@ class Caller(Aggregate):
     @event(HistoryRead)
     def _history_read(self, *, purpose: str | None) -> None:
         self.history_reads += 1
+
+    # -- ringing back ---------------------------------------------------------------------
+    def check_phone_revealable(self, *, referral_accepted: bool,
+                               call_back_open: bool) -> str:
+        """Whether this caller's number may be shown to ring them back, and on what
+        grounds: their consent to texts, an accepted referral of theirs (a referral
+        carries consent to be contacted), or a missed call of theirs awaiting its
+        call-back. Refused for an erased caller (the number is gone), one with no number,
+        and one who gave none of those grounds."""
+        if self.erased:
+            raise RuleBroken("this caller's personal data was erased: their number is gone")
+        if self.phone is None:
+            raise RuleBroken("no phone number is on record for this caller")
+        if self.consent_to_text:
+            return RevealGrounds.CONSENT_TO_TEXT
+        if referral_accepted:
+            return RevealGrounds.REFERRAL_ACCEPTED
+        if call_back_open:
+            return RevealGrounds.CALL_BACK_OPEN
+        raise NotPermitted("The caller has not consented to being contacted: no consent to "
+                           "texts, no accepted referral and no missed call awaiting a "
+                           "call-back.")
+
+    def reveal_phone(self, *, purpose: str | None, referral_accepted: bool,
+                     call_back_open: bool) -> None:
+        """Record that someone was shown this caller's number, why, and on what grounds
+        (before it is shown). The purpose arrives sealed with the caller's key."""
+        grounds = self.check_phone_revealable(referral_accepted=referral_accepted,
+                                              call_back_open=call_back_open)
+        if purpose is None:
+            raise InvalidCommand("purpose", "say why the number is needed")
+        self._phone_revealed(purpose=require_sealed("purpose", purpose), grounds=grounds)
+
+    class PhoneRevealed(Aggregate.Event):
+        purpose: str | None
+        grounds: str
+        meta: dict[str, str]
+
+    @event(PhoneRevealed)
+    def _phone_revealed(self, *, purpose: str | None, grounds: str) -> None:
+        self.phone_reveals += 1
 
     def erase(self) -> None:
         if self.erased:

@@ -25,6 +25,8 @@ from services.contact.domain.codes import (
     FollowUpKind,
     RiskLevel,
 )
+from services.contact.domain.corrections import CorrectionCommands
+from services.contact.domain.ringback import RingBackCommands
 from services.contact.domain.rota import NO_ROTA, Rota
 from services.contact.domain.thread import TextThreadCommands
 from services.contact.domain.values import FollowUp, Meta, actor_of, contact_times, record_time
@@ -39,7 +41,7 @@ from shared.kernel import (
 )
 
 
-class Contact(TextThreadCommands, Aggregate):
+class Contact(CorrectionCommands, TextThreadCommands, RingBackCommands, Aggregate):
     """One call or text conversation, with its risk trail, escalations and follow-ups."""
 
     @classmethod
@@ -130,9 +132,10 @@ class Contact(TextThreadCommands, Aggregate):
         signposted_to: list[str]
         answered: bool
         phone: str | None
-        responds_to: uuid.UUID | None  # absent from events stored before it existed
-        referral_id: uuid.UUID | None  # likewise
         meta: dict[str, str]
+        # Absent from events stored before issue 9 (the aggregate defaults them too).
+        responds_to: uuid.UUID | None = None
+        referral_id: uuid.UUID | None = None
 
     def __init__(self, *, channel: str, direction: str, started_at: datetime,
                  ended_at: datetime | None, issues: list[str], caller_id: uuid.UUID | None,
@@ -170,34 +173,27 @@ class Contact(TextThreadCommands, Aggregate):
         self.closed = False
         self.no_escalation_reason: str | None = None
 
-    # -- corrections -------------------------------------------------------------------
-    def correct(self, *, reason: str, issues: list[str] | None = None,
-                ended_at: datetime | None = None, now: datetime | None = None,
-                skew: timedelta = DEFAULT_SKEW) -> None:
-        """Correct what was logged. The original stays in the history."""
-        if not reason or not reason.strip():
-            raise InvalidCommand("reason", "a correction needs a reason")
-        if issues is None and ended_at is None:
-            raise InvalidCommand("issues", "name at least one of issues, ended_at to correct")
-        codes = require_codes("issues", issues, ISSUES, at_least=1) if issues is not None else None
-        ended = None
-        if ended_at is not None:
-            _, ended = contact_times(self.started_at, ended_at, now or datetime.now(UTC), skew)
-        self._corrected(issues=codes, ended_at=ended, reason=require_sealed("reason", reason) or "")
-
+    # -- corrections (the command: corrections.py) ------------------------------------
     class Corrected(Aggregate.Event):
         issues: list[str] | None
         ended_at: datetime | None
         reason: str
+        summary: str | None  # these three: absent from events stored before they existed
+        caller_is: str | None
+        signposted_to: list[str] | None
         meta: dict[str, str]
 
     @event(Corrected)
     def _corrected(self, *, issues: list[str] | None, ended_at: datetime | None,
-                   reason: str) -> None:
-        if issues is not None:
-            self.issues = list(issues)
-        if ended_at is not None:
-            self.ended_at = ended_at
+                   reason: str, summary: str | None = None, caller_is: str | None = None,
+                   signposted_to: list[str] | None = None) -> None:
+        for name, value in (("issues", issues), ("signposted_to", signposted_to)):
+            if value is not None:
+                setattr(self, name, list(value))
+        for name, scalar in (("ended_at", ended_at), ("summary", summary),
+                             ("caller_is", caller_is)):
+            if scalar is not None:
+                setattr(self, name, scalar)
         self.corrections += 1
 
     # -- risk ----------------------------------------------------------------------------
@@ -282,12 +278,17 @@ class Contact(TextThreadCommands, Aggregate):
     # -- closing -------------------------------------------------------------------------
     def close(self, *, no_escalation_reason: str | None) -> None:
         """At immediate risk, a contact closes only with an escalation or a recorded
-        reason for none."""
+        reason for none; a text conversation only once its issues are set, like a call.
+        Closing ends a text conversation's claim."""
         if self.closed:
             raise RuleBroken("the contact is already closed")
+        if self.channel == Channel.TEXT and not self.issues:
+            raise InvalidCommand("issues", "set the thread's issues (PATCH "
+                                 "/contact/contacts/{id}) before closing it")
         if self._needs_escalation(no_escalation_reason):
             raise RuleBroken("the contact is at immediate risk: record an escalation, or the "
                              "reason for none (no_escalation_reason), before closing it")
+        self.end_claim()
         self._closed(no_escalation_reason=require_sealed("no_escalation_reason",
                                                          no_escalation_reason))
 

@@ -1,5 +1,6 @@
 """The on-call bag's Lambeth service directory: organisations, not people, with what
-they help with and their opening hours in London wall-clock time. No I/O here.
+they help with and their opening hours in London wall-clock time, or ``open_24_7``
+(open at any time, with no slots). No I/O here.
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ def _hours(opening_hours: list[dict[str, str]]) -> list[dict[str, str]]:
     return out
 
 
-def is_open(opening_hours: list[dict[str, str]], local: datetime) -> bool:
-    """Open at a London wall-clock time? A slot that closes before it opens runs past
-    midnight into the next day (Friday 22:00-02:00 is open at 01:00 on Saturday)."""
+def is_open(opening_hours: list[dict[str, str]], local: datetime, *,
+            open_24_7: bool = False) -> bool:
+    """Open at a London wall-clock time? Always, when ``open_24_7``. A slot that closes
+    before it opens runs past midnight into the next day (Friday 22:00-02:00 is open at
+    01:00 on Saturday)."""
+    if open_24_7:
+        return True
     t = local.time().replace(tzinfo=None)
     today = WEEKDAYS[local.weekday()]
     yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
@@ -63,9 +68,9 @@ class DirectoryEntry(Aggregate):
     @classmethod
     def add(cls, *, name: str, helps_with: list[str], phone: str | None,
             opening_hours: list[dict[str, str]], address: str | None,
-            notes: str | None) -> DirectoryEntry:
+            notes: str | None, open_24_7: bool = False) -> DirectoryEntry:
         return cls._create(cls.Added, **_entry(name, helps_with, phone, opening_hours, address,
-                                               notes))
+                                               notes, open_24_7))
 
     class Added(Aggregate.Created):
         name: str
@@ -74,16 +79,19 @@ class DirectoryEntry(Aggregate):
         opening_hours: list[dict[str, str]]
         address: str | None
         notes: str | None
+        open_24_7: bool  # absent from events stored before it existed
         meta: dict[str, str]
 
     def __init__(self, *, name: str, helps_with: list[str], phone: str | None,
                  opening_hours: list[dict[str, str]], address: str | None,
-                 notes: str | None) -> None:
-        self._set(name, helps_with, phone, opening_hours, address, notes)
+                 notes: str | None, open_24_7: bool = False) -> None:
+        self._set(name, helps_with, phone, opening_hours, address, notes, open_24_7)
         self.removed = False
 
     def _set(self, name: str, helps_with: list[str], phone: str | None,
-             opening_hours: list[dict[str, str]], address: str | None, notes: str | None) -> None:
+             opening_hours: list[dict[str, str]], address: str | None, notes: str | None,
+             open_24_7: bool) -> None:
+        self.open_24_7 = open_24_7
         self.name = name
         self.helps_with = list(helps_with)
         self.phone = phone
@@ -92,10 +100,12 @@ class DirectoryEntry(Aggregate):
         self.notes = notes
 
     def update(self, *, name: str, helps_with: list[str], phone: str | None,
-               opening_hours: list[dict[str, str]], address: str | None, notes: str | None) -> None:
+               opening_hours: list[dict[str, str]], address: str | None, notes: str | None,
+               open_24_7: bool = False) -> None:
         if self.removed:
             raise RuleBroken("the directory entry was removed")
-        self._updated(**_entry(name, helps_with, phone, opening_hours, address, notes))
+        self._updated(**_entry(name, helps_with, phone, opening_hours, address, notes,
+                               open_24_7))
 
     class Updated(Aggregate.Event):
         name: str
@@ -104,13 +114,14 @@ class DirectoryEntry(Aggregate):
         opening_hours: list[dict[str, str]]
         address: str | None
         notes: str | None
+        open_24_7: bool  # absent from events stored before it existed
         meta: dict[str, str]
 
     @event(Updated)
     def _updated(self, *, name: str, helps_with: list[str], phone: str | None,
                  opening_hours: list[dict[str, str]], address: str | None,
-                 notes: str | None) -> None:
-        self._set(name, helps_with, phone, opening_hours, address, notes)
+                 notes: str | None, open_24_7: bool = False) -> None:
+        self._set(name, helps_with, phone, opening_hours, address, notes, open_24_7)
 
     def remove(self) -> None:
         if self.removed:
@@ -127,9 +138,13 @@ class DirectoryEntry(Aggregate):
 
 def _entry(name: str, helps_with: list[str], phone: str | None,
            opening_hours: list[dict[str, str]], address: str | None,
-           notes: str | None) -> dict[str, Any]:
+           notes: str | None, open_24_7: bool) -> dict[str, Any]:
     if not name or not name.strip():
         raise InvalidCommand("name", "is required")
+    if open_24_7 is not True and open_24_7 is not False:
+        raise InvalidCommand("open_24_7", "true or false")
+    if open_24_7 and opening_hours:
+        raise InvalidCommand("opening_hours", "an entry open 24/7 has no opening_hours")
     return {
         "name": name.strip(),
         "helps_with": require_codes("helps_with", helps_with, ISSUES, at_least=1),
@@ -137,4 +152,5 @@ def _entry(name: str, helps_with: list[str], phone: str | None,
         "opening_hours": _hours(opening_hours),
         "address": address,
         "notes": notes,
+        "open_24_7": open_24_7,
     }

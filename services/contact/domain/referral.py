@@ -1,7 +1,9 @@
 """A referral into the line from another organisation (a GP, a crisis team), or a
 self-referral. It needs the person's consent to be contacted. A partner refers with the
 person's details, never by ``caller_ref``; who referred them (``referrer_organisation``,
-a GP practice) is personal data about them and arrives sealed. No I/O here.
+a GP practice) is personal data about them and arrives sealed. Accepting a referral
+opens a follow-up: make first contact by a due time; the first contact logged for it
+(``FirstContactMade``) completes it. No I/O here.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from shared.kernel import (
     InvalidCommand,
     RuleBroken,
     one_of,
+    require_aware,
     require_not_future,
     require_sealed,
 )
+
+FIRST_CONTACT = "first_contact"  # the kind of the follow-up an accepted referral opens
+FIRST_CONTACT_WITHIN = timedelta(days=7)  # the default of its due time (a setting)
+STATUSES = ("received", "accepted", "declined", "contacted")
 
 
 def check_consent_to_contact(consent_to_contact: bool) -> None:
@@ -71,7 +78,9 @@ class Referral(Aggregate):
         meta: dict[str, str]
 
     def __init__(self, *, received_at: datetime, source: str, referrer_organisation: str | None,
-                 caller_id: uuid.UUID, caller_ref: str, reason: str | None) -> None:
+                 caller_id: uuid.UUID, caller_ref: str, reason: str | None,
+                 meta: Meta = None) -> None:
+        self.referred_by = actor_of(meta) or None  # who referred: a partner reads its own
         self.received_at = received_at
         self.source = source
         self.referrer_organisation = referrer_organisation
@@ -81,24 +90,33 @@ class Referral(Aggregate):
         self.status = "received"
         self.outcome_reason: str | None = None
         self.decided_by: str | None = None
+        self.first_contact_due_by: datetime | None = None
+        self.first_contact: dict[str, object] | None = None
 
-    def decide(self, *, accept: bool, reason: str) -> None:
+    def decide(self, *, accept: bool, reason: str, now: datetime | None = None,
+               first_contact_within: timedelta = FIRST_CONTACT_WITHIN) -> None:
+        """Accept (opening the first-contact follow-up, due ``first_contact_within`` of
+        now) or decline, once."""
         if self.status != "received":
             raise RuleBroken(f"the referral was already {self.status}")
         if accept:
-            self._accepted(reason=require_sealed("reason", reason))
+            due = require_aware("now", now or datetime.now(UTC)) + first_contact_within
+            self._accepted(reason=require_sealed("reason", reason), first_contact_due_by=due)
         else:
             self._declined(reason=require_sealed("reason", reason))
 
     class Accepted(Aggregate.Event):
         reason: str | None
+        first_contact_due_by: datetime | None  # absent from events stored before it existed
         meta: dict[str, str]
 
     @event(Accepted)
-    def _accepted(self, meta: Meta = None, *, reason: str | None) -> None:
+    def _accepted(self, meta: Meta = None, *, reason: str | None,
+                  first_contact_due_by: datetime | None = None) -> None:
         self.status = "accepted"
         self.outcome_reason = reason
         self.decided_by = actor_of(meta) or None
+        self.first_contact_due_by = first_contact_due_by
 
     class Declined(Aggregate.Event):
         reason: str | None
@@ -109,3 +127,35 @@ class Referral(Aggregate):
         self.status = "declined"
         self.outcome_reason = reason
         self.decided_by = actor_of(meta) or None
+
+    # -- first contact ---------------------------------------------------------------
+    def check_first_contact(self, *, caller_id: uuid.UUID | None, answered: bool) -> None:
+        """May a contact with this caller (``None``: the referral's) be logged as this
+        referral's first contact? Only an answered one, with the referred person, of a
+        referral accepted (or already contacted: that contact stays its first)."""
+        if self.status not in ("accepted", "contacted"):
+            raise InvalidCommand("referral_id", f"the referral is {self.status}, not accepted")
+        if caller_id is not None and caller_id != self.caller_id:
+            raise InvalidCommand("referral_id", "the referral is of another caller")
+        if not answered:
+            raise InvalidCommand("referral_id", "a missed call makes no first contact")
+
+    def make_first_contact(self, *, contact_id: uuid.UUID, at: datetime) -> bool:
+        """Record the contact that made first contact; False (nothing recorded) when an
+        earlier one already did."""
+        if self.status == "contacted":
+            return False
+        if self.status != "accepted":
+            raise InvalidCommand("referral_id", f"the referral is {self.status}, not accepted")
+        self._first_contact_made(contact_id=contact_id, at=require_aware("at", at))
+        return True
+
+    class FirstContactMade(Aggregate.Event):
+        contact_id: uuid.UUID
+        at: datetime
+        meta: dict[str, str]
+
+    @event(FirstContactMade)
+    def _first_contact_made(self, *, contact_id: uuid.UUID, at: datetime) -> None:
+        self.status = "contacted"
+        self.first_contact = {"contact_id": contact_id, "at": at}
