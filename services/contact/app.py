@@ -46,6 +46,7 @@ from shared.kernel import (
     check_expected_version,
 )
 from shared.privacy import KeyStore, PhoneIndex, normalise_uk_phone
+from shared.privacy.shred import shred
 from shared.web.auth import Principal, Role
 
 VIEWS = "contact-views"
@@ -206,9 +207,9 @@ class ContactApplication(ServiceApplication):
         if not caller.erased:
             caller.erase()
             self.save(caller)  # a lost race is a 409 here, before anything is destroyed
-        with self.engine.begin() as conn:
-            self.keys.erase(str(caller.id), conn)
-            self.phones.erase_subject(str(caller.id), conn)
+        subject = str(caller.id)
+        shred(self.engine, self.keys, subject,
+              also=lambda conn: self.phones.erase_subject(subject, conn))
         return caller
 
     # ------------------------------------------------------------------- contacts

@@ -1,4 +1,5 @@
-"""Privacy primitives: per-subject keys (``keys``) and the phone index (``phones``)."""
+"""Privacy primitives: per-subject keys (``keys``), the phone index (``phones``) and
+erasure that leaves no byte behind (``shred``)."""
 
 from shared.privacy.keys import ErasedSubject, KeyStore, MasterKeyMismatch
 from shared.privacy.phones import PhoneIndex, normalise_uk_phone

@@ -20,3 +20,63 @@ def test_a_different_master_key_is_refused_at_start(settings: Settings) -> None:
             KeyStore(engine, b"\x01" * 32)
     finally:
         engine.dispose()
+
+
+def _file_bytes(settings: Settings, service: str) -> bytes:
+    path = settings.sqlite_path(service)
+    return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal"))
+                    if p.exists())
+
+
+def _wrapped(engine: object, subject: str) -> bytes:
+    import sqlalchemy as sa
+
+    from shared.privacy.keys import subject_keys
+
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        value = conn.execute(sa.select(subject_keys.c.wrapped_key)
+                             .where(subject_keys.c.subject_id == subject)).scalar()
+    assert value is not None
+    return bytes(value)
+
+
+def _checkpoint(engine: object) -> None:
+    """Everything in the write-ahead log into the file (outside any transaction)."""
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+
+
+def test_shredding_leaves_no_byte_of_the_key_in_a_sqlite_file(tmp_path: object) -> None:
+    """``KeyStore.erase`` alone deletes the row but leaves its bytes in the SQLite
+    write-ahead log (the test proves it can fail); ``shred`` zeroes them and empties the
+    log, and runs ``also`` (the phone index's deletion) in the same transaction."""
+    import sqlalchemy as sa
+
+    from shared.eventstore.store import create_engine
+    from shared.privacy import KeyStore
+    from shared.privacy.shred import shred
+
+    settings = Settings(data_dir=tmp_path)  # type: ignore[call-arg]
+    engine = create_engine(settings, "contact")
+    try:
+        keys = KeyStore(engine, bytes(32))
+        plain, shredded = keys.seal("s-plain", "Bluebell"), keys.seal("s-shred", "Primrose")
+        assert keys.open(plain) == "Bluebell" and keys.open(shredded) == "Primrose"
+        plain_key, shredded_key = _wrapped(engine, "s-plain"), _wrapped(engine, "s-shred")
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE also_gone (v BLOB)"))
+            conn.execute(sa.text("INSERT INTO also_gone VALUES (:v)"), {"v": b"HASH-0123456789"})
+        _checkpoint(engine)
+        assert plain_key in _file_bytes(settings, "contact")
+
+        assert keys.erase("s-plain") is True
+        assert plain_key in _file_bytes(settings, "contact")  # deleted, still in the log
+
+        assert shred(engine, keys, "s-shred",
+                     also=lambda conn: conn.execute(sa.text("DELETE FROM also_gone"))) is True
+        stored = _file_bytes(settings, "contact")
+        assert shredded_key not in stored and b"HASH-0123456789" not in stored
+        assert keys.open(shredded) is None and keys.is_erased("s-shred")
+        assert shred(engine, keys, "s-shred") is False  # again: nothing left to destroy
+    finally:
+        engine.dispose()
