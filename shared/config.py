@@ -212,6 +212,18 @@ class Settings(BaseSettings):
         "flagged overdue.",
     )
 
+    # -- the outreach service: approvals and safety check-ins ---------------------------
+    outreach_grace_min: int = Field(
+        default=30, ge=0, le=24 * 60,
+        description="A meeting in progress whose latest expected end passed this many "
+        "minutes ago without both check-outs raises SafetyCheckOverdue.",
+    )
+    outreach_assessment_max_age_days: int = Field(
+        default=7, ge=1, le=366,
+        description="A home visit may be approved only on a risk assessment made within "
+        "this many days.",
+    )
+
     @field_validator("required_courses", mode="before")
     @classmethod
     def _courses(cls, value: Any) -> Any:

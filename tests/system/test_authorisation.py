@@ -39,6 +39,11 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/reporting/rebuild"): {"coordinator"},
     ("GET", "/reporting/monthly"): {"coordinator", "auditor"},
     ("GET", "/contact/health"): None,
+    ("POST", "/outreach/meetings/{meeting_id}/approve"): {"supporter", "coordinator"},
+    ("POST", "/outreach/meetings/{meeting_id}/decline"): {"coordinator"},
+    ("GET", "/outreach/meetings/{meeting_id}"): {"supporter", "coordinator", "auditor"},
+    ("GET", "/outreach/alerts"): {"coordinator"},
+    ("POST", "/outreach/alerts/{alert_id}/resolve"): {"coordinator"},
 }
 ON_SHIFT_ONLY = {("GET", "/contact/callers/{caller_ref}/history"),
                  ("GET", "/contact/texts/{contact_id}"),
