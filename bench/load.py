@@ -63,7 +63,7 @@ class Client:
     async def reported(self, month: str) -> int:
         r = await self.http.get("/reporting/monthly", params={"month": month})
         r.raise_for_status()
-        return int(r.json()["contacts"])
+        return int(r.json()["contacts"]["total"])
 
     async def wait_reported(self, poll_s: float = 0.01, within_s: float = 180.0) -> float:
         """Poll the monthly report until it counts every contact posted; return when."""

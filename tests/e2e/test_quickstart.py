@@ -286,7 +286,8 @@ def _the_night_was_recorded(up: Up, q: Path) -> None:
             r = http.get("/reporting/monthly", params={"month": month(started_at)})
             return r.json()
 
-        wait_for(lambda: report(call["started_at"])["signposting"].get("Samaritans", 0) >= 1,
+        wait_for(lambda: report(call["started_at"])["contacts"]["signposting"].get(
+                     "Samaritans", 0) >= 1,
                  30, 0.2, "the report to count the signposting")
-        wait_for(lambda: report(missed["started_at"])["missed_calls"]["total"] >= 1,
+        wait_for(lambda: report(missed["started_at"])["contacts"]["missed_calls"] >= 1,
                  30, 0.2, "the report to count the missed call")

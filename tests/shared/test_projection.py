@@ -260,7 +260,7 @@ def test_reporting_sets_aside_an_event_it_cannot_apply(app_runtime: Build,
         _logged(2, started_at=SECRET),  # not a time: the handler cannot read it
         _event(3, "DirectoryEntryAdded",
                {"entry_id": str(uuid.uuid4()), "name": "Crisis\x00Cafe"}, "DirectoryEntry"),
-        _logged(4, channel="x" * 30),  # longer than rm_contacts.channel
+        _logged(4, channel="x" * 30),  # longer than rm_cf_contacts.channel
         _logged(5),
     ]
     applied = rt.projection.apply_many(events)
@@ -271,14 +271,14 @@ def test_reporting_sets_aside_an_event_it_cannot_apply(app_runtime: Build,
     failures = _failures(rt, "reporting")
     assert sorted(f["notification_id"] for f in failures) == expected_failed
     assert SECRET not in str(failures)
-    assert app.monthly("2026-11")["contacts"] == (2 if settings.is_postgres else 3)
+    assert app.monthly("2026-11")["contacts"]["total"] == (2 if settings.is_postgres else 3)
     # Redelivered: neither applied nor recorded again.
     assert rt.projection.apply_many(events) == []
     assert len(_failures(rt, "reporting")) == len(expected_failed)
     # The next start serves as before.
     again = app_runtime("reporting")
     assert isinstance(again.app, ReportingApplication)
-    assert again.app.monthly("2026-11")["contacts"] == (2 if settings.is_postgres else 3)
+    assert again.app.monthly("2026-11")["contacts"]["total"] == (2 if settings.is_postgres else 3)
 
 
 def test_a_consumers_read_table_dropped_while_running_is_remade(app_runtime: Build) -> None:
@@ -287,12 +287,12 @@ def test_a_consumers_read_table_dropped_while_running_is_remade(app_runtime: Bui
     projection.apply_many([_logged(1), _logged(2)])
     assert projection.check_tables() is False  # all there: nothing done
     with rt.engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE rm_contacts"))
+        conn.execute(sa.text("DROP TABLE rm_cf_contacts"))
     assert projection.check_tables() is True  # made afresh, tracking forgotten: replay
     assert projection.last_applied("contact") == 0
     projection.apply_many([_logged(1), _logged(2), _logged(3)])
     assert isinstance(rt.app, ReportingApplication)
-    assert rt.app.monthly("2026-11")["contacts"] == 3
+    assert rt.app.monthly("2026-11")["contacts"]["total"] == 3
 
 
 # ---------------------------------------------------- 7. statements hide their parameters

@@ -41,7 +41,7 @@ def contact_body(**overrides: Any) -> dict[str, Any]:
 def monthly_count(client: httpx.Client, month: str = "2026-11") -> int:
     resp = client.get("/reporting/monthly", params={"month": month})
     assert resp.status_code == 200, resp.text
-    return int(resp.json()["contacts"])
+    return int(resp.json()["contacts"]["total"])
 
 
 async def stream_messages(url: str, service: str) -> list[bytes]:

@@ -23,6 +23,7 @@ SAMPLES = {
 }
 QUERIES = {
     "/reporting/monthly": {"month": "2026-11"},
+    "/reporting/year": {"start": "2026-04"},
     "/contact/callers/lookup": {"phone": "07700900999"},
     "/contact/callers/{caller_ref}/history": {"purpose": "authorisation test"},
 }
@@ -37,7 +38,8 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/contact/directory"): {"coordinator"},
     ("GET", "/contact/directory"): {"supporter", "coordinator"},
     ("POST", "/reporting/rebuild"): {"coordinator"},
-    ("GET", "/reporting/monthly"): {"coordinator", "auditor"},
+    ("GET", "/reporting/monthly"): {"coordinator", "auditor", "partner"},
+    ("GET", "/reporting/year"): {"coordinator", "auditor", "partner"},
     ("GET", "/contact/health"): None,
     ("POST", "/outreach/meetings/{meeting_id}/approve"): {"supporter", "coordinator"},
     ("POST", "/outreach/meetings/{meeting_id}/decline"): {"coordinator"},

@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.registry import SERVICES
+from services.reporting.read_model import metadata as reporting_tables
 from services.system import ServiceRuntime, System
 from shared.config import Settings
 from shared.eventstore.store import PostgresParams, drop_schemas
@@ -137,7 +138,7 @@ def test_read_tables_dropped_while_running_are_remade_and_replayed(
             with stack.runtime("contact").engine.begin() as conn:
                 conn.execute(sa.text("DROP TABLE v_contacts"))
             with stack.runtime("reporting").engine.begin() as conn:
-                conn.execute(sa.text("DROP TABLE rm_contacts"))
+                conn.execute(sa.text("DROP TABLE rm_cf_contacts"))
             r = c.get("/contact/contacts")  # not a 500 until a restart
             assert r.status_code == 200, r.text
             assert {i["id"] for i in r.json()["items"]} == set(ids)
@@ -150,7 +151,7 @@ def test_read_tables_dropped_while_running_are_remade_and_replayed(
 
 def _count_or_none(c: httpx.Client) -> int | None:
     r = c.get("/reporting/monthly", params={"month": "2026-11"})
-    return int(r.json()["contacts"]) if r.status_code == 200 else None
+    return int(r.json()["contacts"]["total"]) if r.status_code == 200 else None
 
 
 def test_reporting_remakes_its_dropped_schema_and_replays(
@@ -166,8 +167,9 @@ def test_reporting_remakes_its_dropped_schema_and_replays(
                     conn.execute(sa.text(
                         f'DROP SCHEMA "{settings.schema_for("reporting")}" CASCADE'))
                 else:  # SQLite: one file per service; drop what reporting derives
-                    for table in ("rm_contacts", "rm_directory", "projection_tracking",
-                                  "read_model_schema", "projection_failures"):
+                    derived = [t.name for t in reporting_tables.sorted_tables]
+                    for table in (*derived, "projection_tracking", "read_model_schema",
+                                  "projection_failures"):
                         conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
             # Quiet bus: the consumer's next look finds the tables gone, remakes them and
             # replays; a new event is counted too.

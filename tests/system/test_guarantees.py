@@ -255,10 +255,13 @@ def test_read_model_dropped_and_rebuilt_is_identical(settings: Settings, nats_ur
             projection = stack.runtime("reporting").projection
             before = projection.dump()
             november = c.get("/reporting/monthly", params={"month": "2026-11"}).json()
-            assert november["contacts"] == 3
-            assert november["by_issue"] == {"panic_attack": 1, "social_isolation": 2}
+            assert november["contacts"]["total"] == 3
+            assert november["contacts"]["by_issue"] == {
+                "panic_attack": {"count": 1, "percent": 33.3},
+                "social_isolation": {"count": 2, "percent": 66.7}}
             # 23:30 UTC on 31 October is still October in London (GMT after the change).
-            assert c.get("/reporting/monthly", params={"month": "2026-10"}).json()["contacts"] == 2
+            october = c.get("/reporting/monthly", params={"month": "2026-10"}).json()
+            assert october["contacts"]["total"] == 2
             r = c.post("/reporting/rebuild")
             assert r.status_code == 200, r.text
             assert r.json()["applied"]["contact"] == 6

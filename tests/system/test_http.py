@@ -20,7 +20,10 @@ MATRIX: list[tuple[str, str, dict[str, object] | None, set[Role] | None]] = [
      {Role.SUPPORTER, Role.COORDINATOR, Role.AUDITOR}),
     ("PATCH", f"/contact/contacts/{SAMPLE_ID}", {"reason": "x", "issues": ["housing"]},
      {Role.SUPPORTER, Role.COORDINATOR}),
-    ("GET", "/reporting/monthly?month=2026-11", None, {Role.COORDINATOR, Role.AUDITOR}),
+    ("GET", "/reporting/monthly?month=2026-11", None,
+     {Role.COORDINATOR, Role.AUDITOR, Role.PARTNER}),
+    ("GET", "/reporting/year?start=2026-04", None,
+     {Role.COORDINATOR, Role.AUDITOR, Role.PARTNER}),
     ("POST", "/reporting/rebuild", None, {Role.COORDINATOR}),
     *[("GET", f"/{s}/events", None, {Role.AUDITOR, Role.COORDINATOR})
       for s in ("shift", "contact", "outreach", "reporting")],

@@ -113,7 +113,7 @@ def test_a_correction_adds_signposting_summary_and_caller_is(stack: Stack) -> No
 
         def counted() -> dict[str, int] | None:
             report = c.get("/reporting/monthly", params={"month": month}).json()
-            signposting: dict[str, int] = report["signposting"]
+            signposting: dict[str, int] = report["contacts"]["signposting"]
             return signposting if {"Shelter", "Thames Reach"} <= set(signposting) else None
 
         assert wait_for(counted, 20, 0.2, "the correction's signposting in the report") == {

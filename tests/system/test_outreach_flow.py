@@ -220,21 +220,18 @@ def test_a_deactivated_supporter_cannot_attend_and_erasure_reaches_the_address(
         _ok(c.post(f"/outreach/meetings/{mid}/risk-assessments",
                    json={"level": "low", "factors": ["animals"], "mitigations": "cat"}))
         _ok(c.post(f"/outreach/meetings/{mid}/approve", json={"conditions": "phones on"}))
-        # Outreach knows all three as able to attend before one is deactivated (else,
-        # under load, naming them could win the race against the deactivation).
+        # Outreach knows all three as able to attend; then the shift service deactivates
+        # one, and once that has reached outreach over the bus, naming them is refused.
         engine = stack.runtime("outreach").engine
         wait_for(lambda: all(roster.why_not_attending(engine, s) is None
                              for s in (a, b, gone)), 30, 0.1, "the roster to have them")
         assert c.post(f"/shift/supporters/{gone}/deactivate",
                       json={"reason": "moved away"}).status_code == 200
-
-        def refused() -> dict[str, Any] | None:
-            r = c.post(f"/outreach/meetings/{mid}/attendees",
-                       json={"supporter_ids": [a, gone]})
-            return dict(r.json()) if r.status_code == 422 and "deactivated" in r.text \
-                else None
-
-        problem = wait_for(refused, 30, 0.2, "the deactivation to reach outreach")
+        wait_for(lambda: roster.why_not_attending(engine, gone) == "deactivated", 30, 0.1,
+                 "the deactivation to reach outreach")
+        r = c.post(f"/outreach/meetings/{mid}/attendees", json={"supporter_ids": [a, gone]})
+        assert r.status_code == 422 and "deactivated" in r.text, r.text
+        problem = r.json()
         assert gone in problem["detail"] and c.get(
             f"/outreach/meetings/{mid}").json()["status"] == "approved"
         scheduled = wait_for(lambda: (r := c.post(f"/outreach/meetings/{mid}/attendees",

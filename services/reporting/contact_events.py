@@ -1,0 +1,236 @@
+"""The contact service's events (and the shift service's ``ShiftPublished``) as the
+monitoring report's contact figures need them (``contact_figures``): ids, the
+pseudonymous ``caller_ref``, codes and UTC instants, never personal data. Every handler
+is idempotent: applying an event twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from services.reporting.read_model import metadata
+from shared.eventstore.readtables import Instant, from_ts, ts
+from shared.messaging.envelope import IntegrationEvent
+
+Handler = Callable[[Connection, IntegrationEvent], None]
+
+contacts = sa.Table(
+    "rm_cf_contacts",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("direction", sa.String(20), nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False),
+    sa.Column("started_at", Instant, nullable=False, index=True),
+    sa.Column("caller_ref", sa.String(40), index=True),
+    sa.Column("gender", sa.String(40)),
+    sa.Column("age_band", sa.String(40)),
+    sa.Column("caller_is", sa.String(40)),
+    sa.Column("shift_id", sa.String(36)),
+)
+
+contact_issues = sa.Table(
+    "rm_cf_contact_issues",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("issue", sa.String(60), primary_key=True),
+)
+
+signposts = sa.Table(
+    "rm_cf_signposts",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("entry_id", sa.String(36), primary_key=True),
+)
+
+risk = sa.Table(
+    "rm_cf_risk",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("level", sa.String(20), nullable=False),
+)
+
+escalations = sa.Table(
+    "rm_cf_escalations",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("at", Instant, nullable=False, index=True),
+)
+
+follow_ups = sa.Table(
+    "rm_cf_follow_ups",
+    metadata,
+    sa.Column("contact_id", sa.String(36), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("due_by", Instant, index=True),  # null only if completed arrived first
+    sa.Column("completed_at", Instant, index=True),
+)
+
+referrals = sa.Table(
+    "rm_cf_referrals",
+    metadata,
+    sa.Column("referral_id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("received_at", Instant, nullable=False, index=True),
+    sa.Column("accepted_at", Instant, index=True),
+    sa.Column("declined_at", Instant, index=True),
+)
+
+callers = sa.Table(  # first answered contact ever, for ``callers.new``
+    "rm_cf_callers",
+    metadata,
+    sa.Column("caller_ref", sa.String(40), primary_key=True),
+    sa.Column("first_at", Instant, nullable=False),
+)
+
+shift_slots = sa.Table(
+    "rm_cf_shift_slots",
+    metadata,
+    sa.Column("shift_id", sa.String(36), primary_key=True),
+    sa.Column("slot", sa.String(120)),  # null: an extra shift
+)
+
+
+# ------------------------------------------------------------------------- handlers
+
+def _instant(value: str | None) -> datetime | None:
+    return ts(datetime.fromisoformat(value)) if value else None
+
+
+def _exists(conn: Connection, table: sa.Table, **key: Any) -> bool:
+    where = [table.c[name] == value for name, value in key.items()]
+    return conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first() \
+        is not None
+
+
+def _insert_new(conn: Connection, table: sa.Table, key: dict[str, Any], **values: Any) -> None:
+    """Insert a row unless one with this key is there (a duplicate event)."""
+    if not _exists(conn, table, **key):
+        conn.execute(sa.insert(table).values(**key, **values))
+
+
+def _replace_set(conn: Connection, table: sa.Table, column: str, contact_id: str,
+                 values: list[str]) -> None:
+    conn.execute(sa.delete(table).where(table.c.contact_id == contact_id))
+    for value in sorted(set(values)):
+        conn.execute(sa.insert(table).values(contact_id=contact_id, **{column: value}))
+
+
+def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    cid = d["contact_id"]
+    if _exists(conn, contacts, contact_id=cid):
+        return  # a duplicate: its corrections since must stand
+    started_at = _instant(d["started_at"])
+    answered = bool(d.get("answered", True))
+    conn.execute(sa.insert(contacts).values(
+        contact_id=cid, channel=d["channel"], direction=d.get("direction") or "inbound",
+        answered=answered, started_at=started_at, caller_ref=d.get("caller_ref"),
+        gender=d.get("gender"), age_band=d.get("age_band"), caller_is=d.get("caller_is"),
+        shift_id=d.get("shift_id"),
+    ))
+    _replace_set(conn, contact_issues, "issue", cid, list(d.get("issues") or []))
+    _replace_set(conn, signposts, "entry_id", cid, list(d.get("signposted_to") or []))
+    ref = d.get("caller_ref")
+    if answered and ref:
+        first = conn.execute(sa.select(callers.c.first_at).where(callers.c.caller_ref == ref)
+                             ).scalar()
+        if first is None:
+            conn.execute(sa.insert(callers).values(caller_ref=ref, first_at=started_at))
+        elif started_at is not None and started_at < (from_ts(first) or started_at):
+            conn.execute(sa.update(callers).where(callers.c.caller_ref == ref)
+                         .values(first_at=started_at))
+
+
+def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    cid = d["contact_id"]
+    if d.get("issues") is not None:
+        _replace_set(conn, contact_issues, "issue", cid, list(d["issues"]))
+    if d.get("signposted_to") is not None:
+        _replace_set(conn, signposts, "entry_id", cid, list(d["signposted_to"]))
+    if d.get("caller_is") is not None:
+        conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
+                     .values(caller_is=d["caller_is"]))
+
+
+def risk_assessed(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    _insert_new(conn, risk, {"contact_id": d["contact_id"], "n": int(d["n"])},
+                level=d["level"])
+
+
+def contact_escalated(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    _insert_new(conn, escalations, {"contact_id": d["contact_id"], "n": int(d["n"])},
+                kind=d["kind"], at=ts(ev.occurred_at))
+
+
+def follow_up_due(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    key = {"contact_id": d["contact_id"], "n": int(d["n"])}
+    due_by = _instant(d.get("due_by"))
+    if _exists(conn, follow_ups, **key):
+        conn.execute(sa.update(follow_ups).where(
+            follow_ups.c.contact_id == key["contact_id"], follow_ups.c.n == key["n"])
+            .values(due_by=due_by))
+    else:
+        conn.execute(sa.insert(follow_ups).values(**key, due_by=due_by))
+
+
+def follow_up_completed(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    key = {"contact_id": d["contact_id"], "n": int(d["n"])}
+    when = ts(ev.occurred_at)
+    if not _exists(conn, follow_ups, **key):
+        conn.execute(sa.insert(follow_ups).values(**key, completed_at=when))
+        return
+    conn.execute(sa.update(follow_ups).where(  # the first completion stands
+        follow_ups.c.contact_id == key["contact_id"], follow_ups.c.n == key["n"],
+        follow_ups.c.completed_at.is_(None)).values(completed_at=when))
+
+
+def referral_received(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    _insert_new(conn, referrals, {"referral_id": d["referral_id"]}, source=d["source"],
+                received_at=_instant(d["received_at"]) or ts(ev.occurred_at))
+
+
+def _referral_decided(column: str) -> Handler:
+    def decided(conn: Connection, ev: IntegrationEvent) -> None:
+        col = referrals.c[column]
+        conn.execute(sa.update(referrals).where(
+            referrals.c.referral_id == ev.data["referral_id"], col.is_(None))
+            .values({col: ts(ev.occurred_at)}))
+    return decided
+
+
+def shift_published(conn: Connection, ev: IntegrationEvent) -> None:
+    d = ev.data
+    if _exists(conn, shift_slots, shift_id=d["shift_id"]):
+        conn.execute(sa.update(shift_slots).where(shift_slots.c.shift_id == d["shift_id"])
+                     .values(slot=d.get("slot")))
+    else:
+        conn.execute(sa.insert(shift_slots).values(shift_id=d["shift_id"], slot=d.get("slot")))
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("contact", "ContactLogged"): contact_logged,
+    ("contact", "ContactCorrected"): contact_corrected,
+    ("contact", "RiskAssessed"): risk_assessed,
+    ("contact", "ContactEscalated"): contact_escalated,
+    ("contact", "FollowUpDue"): follow_up_due,
+    ("contact", "FollowUpCompleted"): follow_up_completed,
+    ("contact", "ReferralReceived"): referral_received,
+    ("contact", "ReferralAccepted"): _referral_decided("accepted_at"),
+    ("contact", "ReferralDeclined"): _referral_decided("declined_at"),
+    ("shift", "ShiftPublished"): shift_published,
+}
