@@ -124,30 +124,46 @@ def _replace_set(conn: Connection, table: sa.Table, column: str, contact_id: str
         conn.execute(sa.insert(table).values(contact_id=contact_id, **{column: value}))
 
 
+# A contact's arrival is the hot path of the reporting consumer (one per contact
+# logged): its statements are built once, and a set is inserted in one executemany.
+_CONTACT_KNOWN = (sa.select(sa.literal(1)).select_from(contacts)
+                  .where(contacts.c.contact_id == sa.bindparam("cid")))
+_INSERT_CONTACT = sa.insert(contacts)
+_INSERT_ISSUE = sa.insert(contact_issues)
+_INSERT_SIGNPOST = sa.insert(signposts)
+_FIRST_AT = sa.select(callers.c.first_at).where(callers.c.caller_ref == sa.bindparam("ref"))
+_INSERT_CALLER = sa.insert(callers)
+_EARLIER_FIRST = (sa.update(callers).where(callers.c.caller_ref == sa.bindparam("ref"))
+                  .values(first_at=sa.bindparam("first")))
+
+
 def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
     d = ev.data
     cid = d["contact_id"]
-    if _exists(conn, contacts, contact_id=cid):
+    if conn.execute(_CONTACT_KNOWN, {"cid": cid}).first() is not None:
         return  # a duplicate: its corrections since must stand
     started_at = _instant(d["started_at"])
     answered = bool(d.get("answered", True))
-    conn.execute(sa.insert(contacts).values(
-        contact_id=cid, channel=d["channel"], direction=d.get("direction") or "inbound",
-        answered=answered, started_at=started_at, caller_ref=d.get("caller_ref"),
-        gender=d.get("gender"), age_band=d.get("age_band"), caller_is=d.get("caller_is"),
-        shift_id=d.get("shift_id"),
-    ))
-    _replace_set(conn, contact_issues, "issue", cid, list(d.get("issues") or []))
-    _replace_set(conn, signposts, "entry_id", cid, list(d.get("signposted_to") or []))
+    conn.execute(_INSERT_CONTACT, {
+        "contact_id": cid, "channel": d["channel"],
+        "direction": d.get("direction") or "inbound", "answered": answered,
+        "started_at": started_at, "caller_ref": d.get("caller_ref"),
+        "gender": d.get("gender"), "age_band": d.get("age_band"),
+        "caller_is": d.get("caller_is"), "shift_id": d.get("shift_id")})
+    # A new contact has no rows in the sets yet: nothing to replace.
+    issues = sorted(set(d.get("issues") or []))
+    if issues:
+        conn.execute(_INSERT_ISSUE, [{"contact_id": cid, "issue": i} for i in issues])
+    entries = sorted(set(d.get("signposted_to") or []))
+    if entries:
+        conn.execute(_INSERT_SIGNPOST, [{"contact_id": cid, "entry_id": e} for e in entries])
     ref = d.get("caller_ref")
     if answered and ref:
-        first = conn.execute(sa.select(callers.c.first_at).where(callers.c.caller_ref == ref)
-                             ).scalar()
+        first = conn.execute(_FIRST_AT, {"ref": ref}).scalar()
         if first is None:
-            conn.execute(sa.insert(callers).values(caller_ref=ref, first_at=started_at))
+            conn.execute(_INSERT_CALLER, {"caller_ref": ref, "first_at": started_at})
         elif started_at is not None and started_at < (from_ts(first) or started_at):
-            conn.execute(sa.update(callers).where(callers.c.caller_ref == ref)
-                         .values(first_at=started_at))
+            conn.execute(_EARLIER_FIRST, {"ref": ref, "first": started_at})
 
 
 def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:

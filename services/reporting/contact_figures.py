@@ -51,7 +51,7 @@ from services.reporting.contact_events import (
     signposts,
 )
 from services.reporting.read_model import directory_names
-from shared.eventstore.readtables import at, from_ts
+from shared.eventstore.readtables import at
 
 __all__ = ["HANDLERS", "Handler", "figures"]
 
@@ -94,27 +94,34 @@ def _contacts(conn: Connection, start: datetime, end: datetime) -> dict[str, Any
     answered = sa.select(c.contact_id).where(period, c.answered.is_(True)).subquery()
     one = sa.func.count()
 
-    def by(column: Any, none: str = "none") -> dict[str, int]:
-        return _counts(conn, sa.select(column, one).where(period, c.answered.is_(True))
-                       .group_by(column), none)
-
-    total = conn.execute(sa.select(one).select_from(answered)).scalar_one()
-    missed = conn.execute(sa.select(one).where(period, c.answered.is_(False))
-                          .select_from(contacts)).scalar_one()
-    by_caller_is = by(c.caller_is, none="not_recorded")
-    by_caller_is.setdefault("not_recorded", 0)
+    # One pass over the period's contacts for the total, missed calls and the breakdowns
+    # of the contact row itself; the others join the few tables that hold sets.
+    by_channel: Counter[str] = Counter()
+    by_direction: Counter[str] = Counter()
+    by_caller_is: Counter[str] = Counter({"not_recorded": 0})
+    total = missed = 0
+    for channel, direction, caller_is, was_answered, n in conn.execute(
+            sa.select(c.channel, c.direction, c.caller_is, c.answered, one).where(period)
+            .group_by(c.channel, c.direction, c.caller_is, c.answered)).all():
+        if not was_answered:
+            missed += int(n)
+            continue
+        total += int(n)
+        by_channel[channel] += int(n)
+        by_direction[direction] += int(n)
+        by_caller_is["not_recorded" if caller_is is None else caller_is] += int(n)
     issues = _counts(conn, sa.select(contact_issues.c.issue, one)
                      .join(answered, answered.c.contact_id == contact_issues.c.contact_id)
                      .group_by(contact_issues.c.issue))
     return {
-        "total": int(total),
-        "by_channel": by(c.channel),
-        "by_direction": by(c.direction),
-        "by_caller_is": by_caller_is,
+        "total": total,
+        "by_channel": dict(sorted(by_channel.items())),
+        "by_direction": dict(sorted(by_direction.items())),
+        "by_caller_is": dict(sorted(by_caller_is.items())),
         "by_issue": issues,
-        "by_risk_level": _risk_levels(conn, answered, int(total)),
+        "by_risk_level": _risk_levels(conn, answered, total),
         **_shift_slots(conn, answered),
-        "missed_calls": int(missed),
+        "missed_calls": missed,
         "signposting": _signposting(conn, answered),
     }
 
@@ -162,36 +169,39 @@ def _signposting(conn: Connection, answered: Any) -> dict[str, int]:
 
 
 def _callers(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+    """Counted in SQL (a month at national scale has tens of thousands of callers):
+    distinct callers, those with two or more contacts, those whose first contact ever
+    is in the period, and gender and age band as recorded on each one's latest contact
+    in the period."""
     c = contacts.c
-    latest_first = sa.func.row_number().over(partition_by=c.caller_ref,
-                                             order_by=(c.started_at.desc(),
-                                                       c.contact_id.desc()))
-    per = (sa.select(c.caller_ref, c.gender, c.age_band, callers.c.first_at,
-                     latest_first.label("rn"),
-                     sa.func.count().over(partition_by=c.caller_ref).label("n"))
-           .join(callers, callers.c.caller_ref == c.caller_ref)
-           .where(_within(c.started_at, start, end), c.answered.is_(True),
-                  c.caller_ref.is_not(None))
-           .subquery())
-    rows = conn.execute(sa.select(per.c.gender, per.c.age_band, per.c.first_at, per.c.n)
-                        .where(per.c.rn == 1)).all()
-    first_from, first_to = start.astimezone(UTC), end.astimezone(UTC)
+    in_period = (_within(c.started_at, start, end), c.answered.is_(True),
+                 c.caller_ref.is_not(None))
+    per_caller = (sa.select(c.caller_ref, sa.func.count().label("n"))
+                  .where(*in_period).group_by(c.caller_ref).subquery())
+    unique, repeat = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
+            sa.case((per_caller.c.n >= 2, 1), else_=0)), 0))).one()
+    new = conn.execute(sa.select(sa.func.count()).select_from(callers)
+                       .where(_within(callers.c.first_at, start, end))).scalar_one()
+    latest = (sa.select(c.gender, c.age_band, sa.func.row_number().over(
+        partition_by=c.caller_ref, order_by=(c.started_at.desc(), c.contact_id.desc())
+    ).label("rn")).where(*in_period).subquery())
+    rows = conn.execute(sa.select(latest.c.gender, latest.c.age_band, sa.func.count())
+                        .where(latest.c.rn == 1)
+                        .group_by(latest.c.gender, latest.c.age_band)).all()
     gender: Counter[str] = Counter()
     age: Counter[str] = Counter()
-    new = repeat = gender_nd = age_nd = 0
-    for g, a, first_at, n in rows:
-        first = from_ts(first_at)
-        new += first is not None and first_from <= first < first_to
-        repeat += int(n) >= 2
+    gender_nd = age_nd = 0
+    for g, a, n in rows:
         if g is None or g in NOT_DISCLOSED:
-            gender_nd += 1
+            gender_nd += int(n)
         else:
-            gender[g] += 1
+            gender[g] += int(n)
         if a is None or a in NOT_DISCLOSED:
-            age_nd += 1
+            age_nd += int(n)
         else:
-            age[a] += 1
-    return {"unique": len(rows), "new": new, "repeat": repeat,
+            age[a] += int(n)
+    return {"unique": int(unique), "new": int(new), "repeat": int(repeat),
             "by_gender": dict(sorted(gender.items())), "gender_not_disclosed": gender_nd,
             "by_age_band": dict(sorted(age.items())), "age_band_not_disclosed": age_nd}
 
