@@ -68,6 +68,7 @@ class KeyStore:
         self.engine = engine
         self._wrap = AESGCM(derive_key(master_key, "wrap-subject-keys"))
         self._cache: dict[str, bytes] = {}
+        self._erasures = 0  # bumped by every erasure (see _key)
         self._lock = threading.Lock()
         privacy_metadata.create_all(engine)
         self._check_master_key()
@@ -97,16 +98,22 @@ class KeyStore:
     def _unwrap(self, subject_id: str, wrapped: bytes) -> bytes:
         return self._wrap.decrypt(wrapped[:12], wrapped[12:], subject_id.encode())
 
-    def _key(self, subject_id: str, create: bool) -> bytes | None:
-        with self._lock:
-            if subject_id in self._cache:
-                return self._cache[subject_id]
+    def _stored(self, subject_id: str) -> bytes | None:
+        """The subject's wrapped key as stored, if any."""
         with self.engine.connect() as conn:
-            wrapped = conn.execute(
+            value = conn.execute(
                 sa.select(subject_keys.c.wrapped_key).where(
                     subject_keys.c.subject_id == subject_id
                 )
             ).scalar()
+        return None if value is None else bytes(value)
+
+    def _key(self, subject_id: str, create: bool) -> bytes | None:
+        with self._lock:
+            if subject_id in self._cache:
+                return self._cache[subject_id]
+            erasures = self._erasures
+        wrapped = self._stored(subject_id)
         if wrapped is None:
             if not create:
                 return None
@@ -125,9 +132,12 @@ class KeyStore:
             except IntegrityError:
                 return self._key(subject_id, create=False)  # another thread made it first
         else:
-            key = self._unwrap(subject_id, bytes(wrapped))
+            key = self._unwrap(subject_id, wrapped)
         with self._lock:
-            self._cache[subject_id] = key
+            # A key read before an erasure committed is not kept: cached after the
+            # erasure dropped it from the cache, it would stay readable in memory.
+            if self._erasures == erasures:
+                self._cache[subject_id] = key
         return key
 
     def seal(self, subject_id: str, plaintext: str | None) -> str | None:
@@ -168,6 +178,7 @@ class KeyStore:
         """Destroy the subject's key: everything sealed with it becomes unreadable."""
         with self._lock:
             self._cache.pop(subject_id, None)
+            self._erasures += 1
         stmt = sa.delete(subject_keys).where(subject_keys.c.subject_id == subject_id)
         tomb = sa.insert(erased_subjects).values(subject_id=subject_id,
                                                  erased_at=datetime.now(UTC))
@@ -187,6 +198,7 @@ class KeyStore:
         nothing was ever recorded with it)."""
         with self._lock:
             self._cache.pop(subject_id, None)
+            self._erasures += 1
         with self.engine.begin() as c:
             c.execute(sa.delete(subject_keys).where(subject_keys.c.subject_id == subject_id))
 

@@ -80,3 +80,35 @@ def test_shredding_leaves_no_byte_of_the_key_in_a_sqlite_file(tmp_path: object) 
         assert shred(engine, keys, "s-shred") is False  # again: nothing left to destroy
     finally:
         engine.dispose()
+
+
+def test_a_key_read_while_it_is_erased_is_not_kept_in_memory(tmp_path: object) -> None:
+    """A reader that loaded the key just before an erasure committed must not put it in
+    the cache after the erasure emptied it: the data would stay readable until restart.
+    Here the erasure runs between the reader's load and its caching."""
+    from shared.eventstore.store import create_engine
+    from shared.privacy import KeyStore
+    from shared.privacy.shred import shred
+
+    class Racing(KeyStore):
+        erase_while_loading = False
+
+        def _stored(self, subject_id: str) -> bytes | None:
+            wrapped = super()._stored(subject_id)
+            if self.erase_while_loading:
+                self.erase_while_loading = False
+                shred(self.engine, self, subject_id)
+            return wrapped
+
+    settings = Settings(data_dir=tmp_path)  # type: ignore[call-arg]
+    engine = create_engine(settings, "outreach")
+    try:
+        keys = Racing(engine, bytes(32))
+        token = keys.seal("C-RACE0001", "1 Chapel Street")
+        keys._cache.clear()  # a fresh process: the key is read from the store
+        keys.erase_while_loading = True
+        assert keys.open(token) == "1 Chapel Street"  # read before the erasure: shown once
+        assert keys.open(token) is None and keys.reveal(token) == "[erased]"
+        assert "C-RACE0001" not in keys._cache
+    finally:
+        engine.dispose()
