@@ -4,6 +4,7 @@
     solidarity serve <service> --port N     one service per process (production)
     solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
     solidarity sms-in [--url URL] --from NUMBER --body TEXT   a text in, as the provider
+    solidarity reporting rebuild [--url URL] [--token T]  replay reporting's read models
 
 Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from services.registry import SERVICES
+from services.reporting import rebuild as reporting_rebuild
 from shared.config import Settings
 from shared.logging import configure_logging, get_logger
 from shared.web.auth import Role, issue_token
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sms.add_argument("--from", dest="from_number", required=True,
                      help="the caller's UK number")
     sms.add_argument("--body", required=True, help="the text")
+    reporting_rebuild.add_parser(sub)
     return parser
 
 
@@ -293,7 +296,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token, "sms-in": cmd_sms_in}
+    handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token, "sms-in": cmd_sms_in,
+                "reporting": reporting_rebuild.cmd_rebuild}
     return handlers[args.command](args)
 
 

@@ -99,6 +99,7 @@ class ServiceRuntime:
     bus: Bus | None = None
     _probe: Future[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _probe_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def projection(self) -> Projection:
@@ -128,6 +129,8 @@ class ServiceRuntime:
                 "lag_ms": c.lag_percentiles(),
                 "last_error": c.last_error,
                 "backfill_error": c.backfill_error,
+                "replay": None if c.replay_position is None else {
+                    "position": c.replay_position, "applied": c.replayed_count},
             }
             for c in self.consumers
         ]
@@ -180,23 +183,30 @@ class ServiceRuntime:
         """Drop every read model of this service and replay its sources into it: its
         own log, or the logs of the services it subscribes to. Returns how many events
         were applied from each source."""
+        async with self._rebuilding:  # one at a time: another would empty this one's
+            return await self._rebuild()  # tables under it
+
+    async def _rebuild(self) -> dict[str, int]:
         applied: dict[str, int] = {}
         for projector in self.app.projectors.values():
             assert isinstance(projector, LocalProjector)
             applied[self.name] = await asyncio.to_thread(projector.rebuild)
-        async with contextlib.AsyncExitStack() as stack:
-            for c in self.consumers:  # live events wait while the models are replayed
-                await stack.enter_async_context(c.lock)
-            # Read models only: a service's reactions are its own events, never replayed.
-            feeding = [c for c in self.consumers if isinstance(c.projection, Projection)]
-            for projection in {c.projection for c in feeding}:
-                assert isinstance(projection, Projection)
-                await asyncio.to_thread(projection.drop)
+        # Read models only: a service's reactions are its own events, never replayed.
+        feeding = [c for c in self.consumers if isinstance(c.projection, Projection)]
+        for c in feeding:  # from now a gap is the replay's to fill (Consumer.replay)
+            c.replaying, c.replay_position = True, 0
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for c in feeding:  # live events wait only while the tables are emptied
+                    await stack.enter_async_context(c.lock)
+                for projection in {c.projection for c in feeding}:
+                    await asyncio.to_thread(projection.drop)  # type: ignore[attr-defined]
+            async with asyncio.TaskGroup() as group:  # a source read while another applies
+                tasks = {c.upstream: group.create_task(c.replay()) for c in feeding}
+        finally:
             for c in feeding:
-                before = c.backfilled_count
-                await c.backfill_from_start()
-                applied[c.upstream] = c.backfilled_count - before
-        return applied
+                c.replaying = False
+        return applied | {upstream: task.result() for upstream, task in tasks.items()}
 
     def close(self) -> None:
         if self._probe_pool is not None:

@@ -224,6 +224,14 @@ class Settings(BaseSettings):
         "this many days.",
     )
 
+    # -- the reporting service: the coordinator's dashboard -----------------------------
+    dashboard_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300,
+        description="GET /reporting/dashboard/stream sends a heartbeat comment after this "
+        "many seconds without an update, and looks at the dashboard again then (times "
+        "passing: a debrief becoming overdue, a shift starting).",
+    )
+
     @field_validator("required_courses", mode="before")
     @classmethod
     def _courses(cls, value: Any) -> Any:

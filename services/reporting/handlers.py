@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from services.reporting import contact_figures, service_figures
+from services.reporting import contact_figures, dashboard_events, service_figures
 from services.reporting.read_model import directory_names
 from services.reporting.report import london_month
 from shared.messaging.envelope import IntegrationEvent
@@ -39,7 +39,7 @@ DIRECTORY: dict[tuple[str, str], Handler] = {
     ("contact", "DirectoryEntryUpdated"): directory_entry,
 }
 SOURCES: tuple[dict[tuple[str, str], Handler], ...] = (
-    DIRECTORY, contact_figures.HANDLERS, service_figures.HANDLERS)
+    DIRECTORY, contact_figures.HANDLERS, service_figures.HANDLERS, dashboard_events.HANDLERS)
 
 
 def _collect() -> dict[tuple[str, str], tuple[Handler, ...]]:

@@ -25,6 +25,7 @@ their streams (``shared.messaging.consumer``), which backfill from their logs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -156,6 +157,7 @@ class Projection:
         self.remade = 0  # times its tables were found missing while running
         self.generation = 0  # bumped when it is remade: a feeder's view of it is stale
         self._lock = threading.RLock()
+        self.listeners: list[Callable[[], None]] = []  # see ``changed``
 
     def last_applied(self, upstream: str) -> int:
         """The highest notification id of ``upstream`` applied so far (0 if none)."""
@@ -236,6 +238,13 @@ class Projection:
     def _in_one(self, upstream: str, items: Sequence[tuple[int, Any]]) -> None:
         with self.engine.begin() as conn:
             self.apply_in(conn, upstream, items)
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell each listener (on this thread) a commit changed its tables; none may fail it."""
+        for listener in tuple(self.listeners):
+            with contextlib.suppress(Exception):
+                listener()
 
     def _unless_data_error(self, e: BaseException) -> None:
         """Return if the event is at fault; else raise: ``ReadModelReset`` when the tables
@@ -371,6 +380,7 @@ class Projection:
             self.model.metadata.create_all(conn)
             for table in (projection_tracking, projection_failures):
                 conn.execute(sa.delete(table).where(table.c.projection == self.name))
+        self.changed()
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table, and the tracking, in a stable order (for checks)."""

@@ -9,6 +9,10 @@ backfill path is doing, and the log is read only for a gap, at start, and when t
 bus has been quiet for a while (a reconciler task of its own). When the log cannot be
 read, an event after a gap is held back (handed back to JetStream for later) and
 everything without a gap goes on; ``backfill_error`` in health says why.
+
+A rebuild (``replay``) reads the log from the start in pages, each applied in one
+transaction with its tracking, and takes the lock only for that: the bus's events go
+on between pages (those ahead of the replay are held back until it gets there).
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Consumer:
         on_applied: Callable[[IntegrationEvent], None] | None = None,
         reconcile_interval_s: float = 30.0,
         hold_back_s: float = 2.0,
+        replay_page_size: int = 1000,
     ) -> None:
         self.projection = projection
         self.upstream = upstream
@@ -94,6 +99,12 @@ class Consumer:
         # left out until the next shift's first call.
         self.reconcile_interval_s = reconcile_interval_s
         self.hold_back_s = hold_back_s  # an event after an unfilled gap comes back then
+        self.replay_page_size = replay_page_size
+        # Set by a rebuild from before it empties the tables until its replay is done:
+        # meanwhile a gap is the replay's to fill, not the bus path's.
+        self.replaying = False
+        self.replay_position: int | None = None  # the last id replayed (None: not yet)
+        self.replayed_count = 0  # applied by the replay under way or last done
         self.applied_count = 0
         self.duplicate_count = 0
         self.backfilled_count = 0
@@ -183,7 +194,7 @@ class Consumer:
         caught_up = False
         while True:
             quiet = time.monotonic() - self._last_message >= self.reconcile_interval_s
-            if not caught_up or quiet:
+            if (not caught_up or quiet) and not self.replaying:
                 try:
                     await asyncio.to_thread(self.projection.check_tables)
                     await self.catch_up()
@@ -214,6 +225,8 @@ class Consumer:
             try:
                 return await self._handle_locked(ordered)
             except ReadModelReset:
+                if self.replaying:  # a rebuild's replay will get to them
+                    return {ev.notification_id for ev in ordered}
                 # Its tables were remade: everything is replayed from the log, which holds
                 # every event of the bus too.
                 log.warning("consumer_replay", consumer=self.durable)
@@ -236,6 +249,9 @@ class Consumer:
                 self.duplicate_count += 1
                 continue
             if event.previous_notification_id > head:
+                if self.replaying:  # ahead of a rebuild's replay: it will get there
+                    await self._apply_chain(chain, generation)
+                    return {ev.notification_id for ev in ordered[i:]}
                 log.warning("consumer_gap", consumer=self.durable, last_applied=head,
                             previous=event.previous_notification_id,
                             received=event.notification_id)
@@ -294,6 +310,39 @@ class Consumer:
                 after = page[-1].notification_id
             if len(page) < self.batch_size:
                 return
+
+    async def replay(self) -> int:
+        """Replay the whole source log into the projection a rebuild has just emptied
+        (with ``replaying`` set): pages of ``replay_page_size``, each applied in one
+        transaction with its tracking, under the lock only while it is applied; the next
+        page is read meanwhile. Returns how many events were applied."""
+        try:
+            return await self._replay(self.projection.generation, self.replay_page_size)
+        finally:
+            self.replaying = False  # its live events go on at once
+
+    async def _replay(self, generation: int, size: int) -> int:
+        self.replay_position, self.replayed_count = 0, 0
+        before = self.backfilled_count
+        page = await self.source.fetch(self.upstream, 0, size)
+        while page:
+            after = page[-1].notification_id
+            ahead = (asyncio.create_task(self.source.fetch(self.upstream, after, size))
+                     if len(page) == size else None)
+            try:
+                async with self._lock:
+                    await self._apply_chain(page, generation, backfill=True)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                    with contextlib.suppress(BaseException):
+                        await ahead
+                raise
+            self.replay_position = after
+            self.replayed_count = self.backfilled_count - before
+            self.backfill_error = None
+            page = await ahead if ahead is not None else []
+        return self.backfilled_count - before
 
     async def backfill_from_start(self) -> None:
         """Replay the whole source log (a rebuild; the caller holds ``lock``)."""

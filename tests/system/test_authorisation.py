@@ -40,6 +40,8 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/reporting/rebuild"): {"coordinator"},
     ("GET", "/reporting/monthly"): {"coordinator", "auditor", "partner"},
     ("GET", "/reporting/year"): {"coordinator", "auditor", "partner"},
+    ("GET", "/reporting/dashboard"): {"coordinator"},
+    ("GET", "/reporting/dashboard/stream"): {"coordinator"},  # Accept */*: one event
     ("GET", "/contact/health"): None,
     ("POST", "/outreach/meetings/{meeting_id}/approve"): {"supporter", "coordinator"},
     ("POST", "/outreach/meetings/{meeting_id}/decline"): {"coordinator"},
