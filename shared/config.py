@@ -216,7 +216,8 @@ class Settings(BaseSettings):
     outreach_grace_min: int = Field(
         default=30, ge=0, le=24 * 60,
         description="A meeting in progress whose latest expected end passed this many "
-        "minutes ago without both check-outs raises SafetyCheckOverdue.",
+        "minutes ago without both check-outs, or a scheduled one nobody checked in to by "
+        "this long after its planned end, raises SafetyCheckOverdue.",
     )
     outreach_assessment_max_age_days: int = Field(
         default=7, ge=1, le=366,
