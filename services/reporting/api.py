@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.reporting import report
+from services.reporting import report, report_html
 from services.reporting.app import ReportingApplication
 from shared.web.auth import Allow, Principal, Role
 from shared.web.deps import application, roles_doc, runtime_of
@@ -144,20 +144,26 @@ class RebuildResult(BaseModel):
 
 
 App = Annotated[ReportingApplication, Depends(application("reporting", ReportingApplication))]
-Format = Annotated[Literal["json", "csv"], Query(
-    description="json (the default) or csv: one row per (section, breakdown, code, "
-                "count, percent).")]
+Format = Annotated[Literal["json", "csv", "html"], Query(
+    description="json (the default); csv: one row per (section, breakdown, code, "
+                "count, percent); html: a printable page of the same figures with a bar "
+                "chart per breakdown (inline SVG, no scripts).")]
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
+    200: {"content": {"text/csv": {"schema": {"type": "string"}},
+                      "text/html": {"schema": {"type": "string"}}}}}
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-def _answer(body: dict[str, Any], principal: Principal, fmt: str, name: str) -> Any:
+def _answer(body: dict[str, Any], principal: Principal, fmt: str, name: str,
+            title: str) -> Any:
     if principal.role == Role.PARTNER:
         body = report.for_partner(body)
     if fmt == "csv":
         return Response(report.to_csv(body), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    if fmt == "html":
+        return Response(report_html.to_html(body, title),
+                        media_type="text/html; charset=utf-8")
     return body
 
 
@@ -185,7 +191,8 @@ def router() -> APIRouter:
         month: Annotated[str, Query(pattern=MONTH, description="YYYY-MM")],
         format: Format = "json",
     ) -> Any:
-        return _answer(app.monthly(month), principal, format, f"solidarity-{month}")
+        return _answer(app.monthly(month), principal, format, f"solidarity-{month}",
+                       f"Solidarity monitoring report, {report_html.month_name(month)}")
 
     @r.get(
         "/year",
@@ -205,7 +212,9 @@ def router() -> APIRouter:
         start: Annotated[str, Query(pattern=MONTH, description="YYYY-MM, the first month")],
         format: Format = "json",
     ) -> Any:
-        return _answer(app.year(start), principal, format, f"solidarity-year-from-{start}")
+        return _answer(app.year(start), principal, format, f"solidarity-year-from-{start}",
+                       "Solidarity monitoring report, year from "
+                       f"{report_html.month_name(start)}")
 
     @r.post(
         "/rebuild",

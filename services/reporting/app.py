@@ -30,19 +30,20 @@ class ReportingApplication(ServiceApplication):
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
-    def _raw(self, conn: Connection, start: datetime, end: datetime,
-             now: datetime) -> dict[str, Any]:
-        """The raw counts of [start, end): the contact figures and the services'."""
+    def _services(self, conn: Connection, start: datetime, end: datetime,
+                  now: datetime) -> dict[str, Any]:
+        """The shift and outreach figures of [start, end)."""
         overdue_after = timedelta(hours=self.settings.debrief_overdue_hours)
-        return {**contact_figures.figures(conn, start, end, now=now),
-                **service_figures.figures(conn, start, end, now=now,
-                                          debrief_overdue_after=overdue_after)}
+        return service_figures.figures(conn, start, end, now=now,
+                                       debrief_overdue_after=overdue_after)
 
     def monthly(self, month: str, now: datetime | None = None) -> dict[str, Any]:
         """The report of a month of London time (``YYYY-MM``), every count in full."""
         first, last, start, end = report.month_period(month)
+        now = now or datetime.now(UTC)
         with self._snapshot() as conn:
-            raw = self._raw(conn, start, end, now or datetime.now(UTC))
+            raw = {**contact_figures.month_figures(conn, month, start, end, now=now),
+                   **self._services(conn, start, end, now)}
         return report.build(raw, (first, last))
 
     def year(self, start: str, now: datetime | None = None) -> dict[str, Any]:
@@ -52,10 +53,8 @@ class ReportingApplication(ServiceApplication):
         in two months is one caller of the year."""
         first, last, begin, end = report.year_period(start)
         now = now or datetime.now(UTC)
+        months = [(m, *report.month_period(m)[2:]) for m in report.months_of(start)]
         with self._snapshot() as conn:
-            raw = self._raw(conn, begin, end, now)
-            months = []
-            for month in report.months_of(start):
-                _, _, m_start, m_end = report.month_period(month)
-                months.append((month, contact_figures.figures(conn, m_start, m_end, now=now)))
-        return report.build(raw, (first, last), months=months)
+            contact_raw, each = contact_figures.year_figures(conn, months, now=now)
+            raw = {**contact_raw, **self._services(conn, begin, end, now)}
+        return report.build(raw, (first, last), months=each)

@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from services.reporting import month_counts
+from services.reporting.month_counts import Delta, month_of
 from services.reporting.read_model import metadata
 from shared.eventstore.readtables import Instant, from_ts, ts
 from shared.messaging.envelope import IntegrationEvent
@@ -31,7 +33,7 @@ contacts = sa.Table(
     sa.Column("gender", sa.String(40)),
     sa.Column("age_band", sa.String(40)),
     sa.Column("caller_is", sa.String(40)),
-    sa.Column("shift_id", sa.String(36)),
+    sa.Column("shift_id", sa.String(36), index=True),
 )
 
 contact_issues = sa.Table(
@@ -137,12 +139,26 @@ _EARLIER_FIRST = (sa.update(callers).where(callers.c.caller_ref == sa.bindparam(
                   .values(first_at=sa.bindparam("first")))
 
 
+_LATEST_RISK = (sa.select(risk.c.n, risk.c.level).where(risk.c.contact_id == sa.bindparam("cid"))
+                .order_by(risk.c.n.desc()).limit(1))
+_SLOT = sa.select(shift_slots.c.slot).where(shift_slots.c.shift_id == sa.bindparam("sid"))
+_COUNTED = sa.select(contacts.c.answered, contacts.c.started_at, contacts.c.caller_is).where(
+    contacts.c.contact_id == sa.bindparam("cid"))
+EXTRA_SHIFT = "extra"  # a contact on an extra shift (published with no slot)
+UNKNOWN_SHIFT = "unknown"  # its shift's ShiftPublished not (yet) applied
+
+
+def _slot_code(slot: str | None) -> str:
+    return slot or EXTRA_SHIFT
+
+
 def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
     d = ev.data
     cid = d["contact_id"]
     if conn.execute(_CONTACT_KNOWN, {"cid": cid}).first() is not None:
         return  # a duplicate: its corrections since must stand
     started_at = _instant(d["started_at"])
+    assert started_at is not None
     answered = bool(d.get("answered", True))
     conn.execute(_INSERT_CONTACT, {
         "contact_id": cid, "channel": d["channel"],
@@ -157,31 +173,100 @@ def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
     entries = sorted(set(d.get("signposted_to") or []))
     if entries:
         conn.execute(_INSERT_SIGNPOST, [{"contact_id": cid, "entry_id": e} for e in entries])
+    month, delta = month_of(started_at), Delta()
+    if not answered:
+        delta.count(month, "contacts.missed_calls")
+        month_counts.add(conn, delta)
+        return
+    _count_contact(conn, delta, month, cid, d, issues, entries)
     ref = d.get("caller_ref")
-    if answered and ref:
-        first = conn.execute(_FIRST_AT, {"ref": ref}).scalar()
+    if ref:
+        month_counts.caller_contact(
+            conn, delta, month=month, ref=ref, contact_id=cid, started_at=started_at,
+            gender=d.get("gender"), age_band=d.get("age_band"))
+        first = from_ts(conn.execute(_FIRST_AT, {"ref": ref}).scalar())
         if first is None:
             conn.execute(_INSERT_CALLER, {"caller_ref": ref, "first_at": started_at})
-        elif started_at is not None and started_at < (from_ts(first) or started_at):
+            delta.count(month, "callers.new")
+        elif started_at < first:
             conn.execute(_EARLIER_FIRST, {"ref": ref, "first": started_at})
+            delta.count(month_of(first), "callers.new", n=-1)
+            delta.count(month, "callers.new")
+    month_counts.add(conn, delta)
+
+
+def _count_contact(conn: Connection, delta: Delta, month: str, cid: str, d: dict[str, Any],
+                   issues: list[str], entries: list[str]) -> None:
+    """An answered contact's counts in its month."""
+    delta.count(month, "contacts.total")
+    delta.count(month, "contacts.by_channel", d["channel"])
+    delta.count(month, "contacts.by_direction", d.get("direction") or "inbound")
+    delta.count(month, "contacts.by_caller_is", d.get("caller_is") or "not_recorded")
+    for issue in issues:
+        delta.count(month, "contacts.by_issue", issue)
+    for entry in entries:
+        delta.count(month, "contacts.signposting", entry)
+    latest = conn.execute(_LATEST_RISK, {"cid": cid}).first()  # none, unless replayed
+    delta.count(month, "contacts.by_risk_level", latest.level if latest else "not_assessed")
+    shift_id = d.get("shift_id")
+    if shift_id is None:
+        delta.count(month, "contacts.outside_shifts")
+        return
+    slot = conn.execute(_SLOT, {"sid": shift_id}).first()
+    delta.count(month, "contacts.by_shift_slot",
+                UNKNOWN_SHIFT if slot is None else _slot_code(slot.slot))
+
+
+def _replace_counted(conn: Connection, delta: Delta, month: str | None, figure: str,
+                     table: sa.Table, column: str, cid: str, values: list[str]) -> None:
+    """Replace a contact's set, its counts moved from the old codes to the new."""
+    old = set(conn.execute(sa.select(table.c[column]).where(table.c.contact_id == cid))
+              .scalars())
+    _replace_set(conn, table, column, cid, values)
+    if month is not None:
+        for code in old - set(values):
+            delta.count(month, figure, code, -1)
+        for code in set(values) - old:
+            delta.count(month, figure, code)
 
 
 def contact_corrected(conn: Connection, ev: IntegrationEvent) -> None:
     d = ev.data
     cid = d["contact_id"]
+    row = conn.execute(_COUNTED, {"cid": cid}).first()
+    # Only an answered contact is in the breakdowns.
+    month = month_of(row.started_at) if row is not None and row.answered else None
+    delta = Delta()
     if d.get("issues") is not None:
-        _replace_set(conn, contact_issues, "issue", cid, list(d["issues"]))
+        _replace_counted(conn, delta, month, "contacts.by_issue", contact_issues, "issue",
+                         cid, list(d["issues"]))
     if d.get("signposted_to") is not None:
-        _replace_set(conn, signposts, "entry_id", cid, list(d["signposted_to"]))
+        _replace_counted(conn, delta, month, "contacts.signposting", signposts, "entry_id",
+                         cid, list(d["signposted_to"]))
     if d.get("caller_is") is not None:
         conn.execute(sa.update(contacts).where(contacts.c.contact_id == cid)
                      .values(caller_is=d["caller_is"]))
+        if month is not None and row is not None:
+            delta.move(month, "contacts.by_caller_is", row.caller_is or "not_recorded",
+                       d["caller_is"])
+    month_counts.add(conn, delta)
 
 
 def risk_assessed(conn: Connection, ev: IntegrationEvent) -> None:
     d = ev.data
-    _insert_new(conn, risk, {"contact_id": d["contact_id"], "n": int(d["n"])},
-                level=d["level"])
+    cid, n = d["contact_id"], int(d["n"])
+    if _exists(conn, risk, contact_id=cid, n=n):
+        return
+    before = conn.execute(_LATEST_RISK, {"cid": cid}).first()
+    conn.execute(sa.insert(risk).values(contact_id=cid, n=n, level=d["level"]))
+    if before is not None and before.n > n:
+        return  # an earlier assessment: the latest stands
+    row = conn.execute(_COUNTED, {"cid": cid}).first()
+    if row is not None and row.answered:
+        delta = Delta()
+        delta.move(month_of(row.started_at), "contacts.by_risk_level",
+                   before.level if before is not None else "not_assessed", d["level"])
+        month_counts.add(conn, delta)
 
 
 def contact_escalated(conn: Connection, ev: IntegrationEvent) -> None:
@@ -231,11 +316,22 @@ def _referral_decided(column: str) -> Handler:
 
 def shift_published(conn: Connection, ev: IntegrationEvent) -> None:
     d = ev.data
-    if _exists(conn, shift_slots, shift_id=d["shift_id"]):
-        conn.execute(sa.update(shift_slots).where(shift_slots.c.shift_id == d["shift_id"])
-                     .values(slot=d.get("slot")))
+    sid, slot = d["shift_id"], d.get("slot")
+    row = conn.execute(_SLOT, {"sid": sid}).first()
+    if row is not None:
+        conn.execute(sa.update(shift_slots).where(shift_slots.c.shift_id == sid)
+                     .values(slot=slot))
     else:
-        conn.execute(sa.insert(shift_slots).values(shift_id=d["shift_id"], slot=d.get("slot")))
+        conn.execute(sa.insert(shift_slots).values(shift_id=sid, slot=slot))
+    old = UNKNOWN_SHIFT if row is None else _slot_code(row.slot)
+    if old == _slot_code(slot):
+        return
+    # Its contacts so far move from their old slot (unknown, before this) to this one.
+    delta = Delta()
+    for (started_at,) in conn.execute(sa.select(contacts.c.started_at).where(
+            contacts.c.shift_id == sid, contacts.c.answered.is_(True))).all():
+        delta.move(month_of(started_at), "contacts.by_shift_slot", old, _slot_code(slot))
+    month_counts.add(conn, delta)
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {

@@ -37,8 +37,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from services.reporting import month_counts
 from services.reporting.contact_events import (
+    EXTRA_SHIFT,
     HANDLERS,
+    UNKNOWN_SHIFT,
     Handler,
     callers,
     contact_issues,
@@ -53,11 +56,9 @@ from services.reporting.contact_events import (
 from services.reporting.read_model import directory_names
 from shared.eventstore.readtables import at
 
-__all__ = ["HANDLERS", "Handler", "figures"]
+__all__ = ["HANDLERS", "Handler", "figures", "month_figures", "year_figures"]
 
 NOT_DISCLOSED = frozenset({"not_disclosed", "prefer_not_to_say"})
-EXTRA_SHIFT = "extra"  # a contact on an extra shift (published with no slot)
-UNKNOWN_SHIFT = "unknown"  # its shift's ShiftPublished not (yet) applied
 
 
 # -------------------------------------------------------------------------- figures
@@ -82,6 +83,48 @@ def figures(conn: Connection, start: datetime, end: datetime, *,
         "escalations": _escalations(conn, start, end),
         "follow_ups": _follow_ups(conn, start, end, now),
     }
+
+
+def month_figures(conn: Connection, month: str, start: datetime, end: datetime, *,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """``figures`` of a whole London month (``start``/``end`` its instants): contacts and
+    callers read from the month's counters (``month_counts``), the rest counted."""
+    now = now or datetime.now(UTC)
+    return {**month_counts.month_figures(conn, month),
+            "referrals": _referrals(conn, start, end),
+            "escalations": _escalations(conn, start, end),
+            "follow_ups": _follow_ups(conn, start, end, now)}
+
+
+def _merged(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            merged = dict(out.get(key, {}))
+            for code, n in value.items():
+                merged[code] = merged.get(code, 0) + n
+            out[key] = dict(sorted(merged.items()))
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+def year_figures(conn: Connection, months: list[tuple[str, datetime, datetime]], *,
+                 now: datetime | None = None) -> tuple[dict[str, Any],
+                                                       list[tuple[str, dict[str, Any]]]]:
+    """``figures`` of consecutive whole London months, and each month's own. A contact is
+    in one month, so the year's contacts are the months' sum; a caller may be in several,
+    so the year's callers are counted over the year."""
+    now = now or datetime.now(UTC)
+    each = [(m, month_figures(conn, m, start, end, now=now)) for m, start, end in months]
+    begin, end = months[0][1], months[-1][2]
+    contacts_: dict[str, Any] = {}
+    for _, f in each:
+        contacts_ = _merged(contacts_, f["contacts"])
+    return ({"contacts": contacts_, "callers": _callers(conn, begin, end),
+             "referrals": _referrals(conn, begin, end),
+             "escalations": _escalations(conn, begin, end),
+             "follow_ups": _follow_ups(conn, begin, end, now)}, each)
 
 
 def _within(column: Any, start: datetime, end: datetime) -> Any:

@@ -19,6 +19,7 @@ import nats
 import pytest
 
 from services.reporting.report import london_month
+from services.shift.domain.values import london_today
 from shared.messaging.envelope import IntegrationEvent
 from shared.web.auth import Role
 from tests.support import Stack, contact_body, wait_for
@@ -129,7 +130,7 @@ def _scenario(c: httpx.Client) -> None:
     debriefs = wait_for(lambda: len(items := c.get("/shift/debriefs").json()["items"]) == 2
                         and items, 30, 0.2, "two debriefs opened")
     _ok(c.post(f"/shift/debriefs/{debriefs[0]['id']}/complete",
-               json={"on": NOW.date().isoformat()}))
+               json={"on": london_today().isoformat()}))  # now: past midnight too
 
 
 def cell(count: Any, percent: float | None) -> dict[str, Any]:
