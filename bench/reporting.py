@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import say
+from bench.common import run_in_workspace, say
 from services.contact.domain.caller import Caller
 from services.contact.domain.contact import Contact
 from services.reporting.app import ReportingApplication
@@ -199,17 +196,7 @@ def render(r: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    data_dir = Path(tempfile.mkdtemp(prefix="solidarity-bench-reporting-"))
-    try:
-        result = run(args, data_dir / "var")
-    finally:
-        if args.keep:
-            say(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0
+    return run_in_workspace("solidarity-bench-reporting-", parse_args(argv), run, render)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
     solidarity sms-in [--url URL] --from NUMBER --body TEXT   a text in, as the provider
     solidarity reporting rebuild [--url URL] [--token T]  replay reporting's read models
+    solidarity audit verify [--service S] [--json]  check the stored history is unchanged
 
 Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from services import audit_cli
 from services.registry import SERVICES
 from services.reporting import rebuild as reporting_rebuild
 from shared.config import Settings
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the caller's UK number")
     sms.add_argument("--body", required=True, help="the text")
     reporting_rebuild.add_parser(sub)
+    audit_cli.add_parser(sub)
     return parser
 
 
@@ -297,7 +300,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token, "sms-in": cmd_sms_in,
-                "reporting": reporting_rebuild.cmd_rebuild}
+                "reporting": reporting_rebuild.cmd_rebuild,
+                "audit": lambda a: audit_cli.cmd_verify(a, _settings(a))}
     return handlers[args.command](args)
 
 

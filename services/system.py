@@ -13,19 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from services.registry import MODULES, SERVICES
+from services.runtime import ServiceRuntime
+from shared.audit import Chainer, Signer
 from shared.calls import call_placer
 from shared.config import Settings
-from shared.eventstore.application import Adapters, ServiceApplication
+from shared.eventstore.application import Adapters
 from shared.eventstore.projection import LocalProjector, Projection
 from shared.eventstore.reactions import Reactor
 from shared.eventstore.store import (
@@ -52,13 +51,12 @@ from shared.sms import sms_provider
 from shared.web.auth import Role, issue_token
 from shared.web.idempotency import Idempotency
 from shared.web.middleware import install_http_basics
-from shared.web.platform import Health, platform_router
+from shared.web.platform import platform_router
 from shared.web.problems import install_problem_handlers
 
-log = get_logger("system")
+__all__ = ["ADAPTER_FACTORIES", "ServiceRuntime", "System"]
 
-# /health answers within 2 s whatever the store does (a probe is cut off after this).
-HEALTH_TIMEOUT_S = 1.5
+log = get_logger("system")
 
 # How each adapter a module may ask for is built, in this order (the SMS outbox seals
 # with the keys and finds callers through the phone index).
@@ -70,149 +68,11 @@ ADAPTER_FACTORIES: dict[str, Callable[[Adapters], Any]] = {
 }
 
 
-# Store errors that mean its tables or schema are gone (health says so in words too).
-MISSING = frozenset({"UndefinedTable", "InvalidSchemaName"})
-
-
-def _cause(e: BaseException) -> str:
-    """The driver's error type behind a library's wrapper (UndefinedTable, PoolTimeout)."""
-    inner = getattr(e, "orig", None) or e.__cause__
-    return type(inner if isinstance(inner, Exception) else e).__name__
-
-
 def _need(adapter: Any) -> Any:
     if adapter is None:
         raise ValueError("the SMS provider needs the keys and phones adapters too")
     return adapter
 
-
-@dataclass
-class ServiceRuntime:
-    name: str
-    module: ServiceModule
-    app: ServiceApplication
-    engine: Engine
-    relay: Relay
-    idempotency: Idempotency
-    projections: dict[str, Projection] = field(default_factory=dict)
-    consumers: list[Consumer] = field(default_factory=list)
-    bus: Bus | None = None
-    _probe: Future[dict[str, Any]] | None = field(default=None, init=False, repr=False)
-    _probe_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
-    _rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
-
-    @property
-    def projection(self) -> Projection:
-        """The read model of a service that has one (``projections`` for several)."""
-        (only,) = self.projections.values()
-        return only
-
-    async def health(self) -> Health:
-        """Answers within ``HEALTH_TIMEOUT_S`` whatever the store does: the store probe
-        runs on a thread of its own, and one still running is waited for, not doubled."""
-        store = await self._probe_store()
-        head = store.get("head")
-        nats_ok = self.bus is not None and self.bus.is_connected
-        relay = {
-            "position": self.relay.position,
-            "lag": (head - self.relay.position) if head is not None else None,
-            "last_error": self.relay.last_error,
-        }
-        consumers = [
-            {
-                "durable": c.durable,
-                "subscribed": c.subscribed,
-                "applied": c.applied_count,
-                "duplicates": c.duplicate_count,
-                "backfilled": c.backfilled_count,
-                "set_aside": c.failed_count,
-                "lag_ms": c.lag_percentiles(),
-                "last_error": c.last_error,
-                "backfill_error": c.backfill_error,
-                "replay": None if c.replay_position is None else {
-                    "position": c.replay_position, "applied": c.replayed_count},
-            }
-            for c in self.consumers
-        ]
-        ready = store["status"] == "ok"
-        return Health(
-            service=self.name,
-            status="ok" if ready and nats_ok else "degraded",
-            live=True,
-            ready=ready,
-            store=store,
-            nats={"status": "connected" if nats_ok else "disconnected"},
-            relay=relay,
-            consumers=consumers,
-        )
-
-    def _store_report(self) -> dict[str, Any]:
-        """The store's head, a ping, and each read model's state (events set aside)."""
-        try:
-            head = self.app.max_notification_id()
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            store: dict[str, Any] = {"status": "ok", "head": head}
-        except Exception as e:  # reported, not raised
-            store = {"status": "error", "error": _cause(e)}
-            if store["error"] in MISSING:
-                store["detail"] = ("the store's tables or schema are missing: restore them, "
-                                   "or restart the service to make them afresh (empty)")
-        projections: dict[str, Any] = {}
-        for name, projection in self.projections.items():
-            try:
-                projections[name] = projection.status()
-            except Exception as e:
-                projections[name] = {"status": "error", "error": _cause(e)}
-        store["projections"] = projections
-        return store
-
-    async def _probe_store(self) -> dict[str, Any]:
-        if self._probe is None or self._probe.done():
-            if self._probe_pool is None:
-                self._probe_pool = ThreadPoolExecutor(1, thread_name_prefix=f"health-{self.name}")
-            self._probe = self._probe_pool.submit(self._store_report)
-        try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._probe)),
-                                          HEALTH_TIMEOUT_S)
-        except TimeoutError:
-            return {"status": "error", "error": "Timeout",
-                    "detail": f"the store did not answer within {HEALTH_TIMEOUT_S} s"}
-
-    async def rebuild(self) -> dict[str, int]:
-        """Drop every read model of this service and replay its sources into it: its
-        own log, or the logs of the services it subscribes to. Returns how many events
-        were applied from each source."""
-        async with self._rebuilding:  # one at a time: another would empty this one's
-            return await self._rebuild()  # tables under it
-
-    async def _rebuild(self) -> dict[str, int]:
-        applied: dict[str, int] = {}
-        for projector in self.app.projectors.values():
-            assert isinstance(projector, LocalProjector)
-            applied[self.name] = await asyncio.to_thread(projector.rebuild)
-        # Read models only: a service's reactions are its own events, never replayed.
-        feeding = [c for c in self.consumers if isinstance(c.projection, Projection)]
-        for c in feeding:  # from now a gap is the replay's to fill (Consumer.replay)
-            c.replaying, c.replay_position = True, 0
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                for c in feeding:  # live events wait only while the tables are emptied
-                    await stack.enter_async_context(c.lock)
-                for projection in {c.projection for c in feeding}:
-                    await asyncio.to_thread(projection.drop)  # type: ignore[attr-defined]
-            async with asyncio.TaskGroup() as group:  # a source read while another applies
-                tasks = {c.upstream: group.create_task(c.replay()) for c in feeding}
-        finally:
-            for c in feeding:
-                c.replaying = False
-        return applied | {upstream: task.result() for upstream, task in tasks.items()}
-
-    def close(self) -> None:
-        if self._probe_pool is not None:
-            self._probe_pool.shutdown(wait=False, cancel_futures=True)
-        self.app.close()
-        self.engine.dispose()
 
 
 class System:
@@ -292,6 +152,10 @@ class System:
                 projections[model.name] = Projection(engine, model)
             positions = PositionStore(engine, stream_name(name))
             idem = Idempotency(engine, s.effective_master_key)
+            chainer = Chainer(app.recorder, engine)  # makes its tables: under the lock
+        chainer.catch_up()  # what was saved while no process of this service ran
+        app.add_save_listener(chainer.saved)
+        signer = Signer.from_settings(s, name)
         protect_data_dir(s)  # generated secrets may have just made it
         for model in module.read_models:
             if model.is_local:
@@ -307,7 +171,8 @@ class System:
             ack_timeout_s=s.relay_ack_timeout_s,
             **hooks,
         )
-        return ServiceRuntime(name, module, app, engine, relay, idem, projections, bus=self.bus)
+        return ServiceRuntime(name, module, app, engine, relay, idem, projections,
+                              bus=self.bus, chainer=chainer, signer=signer)
 
     def service_token(self) -> str:
         """The token a consumer shows a source's /events when it backfills."""
@@ -329,6 +194,8 @@ class System:
                 await c.start()
         self._ticks = [asyncio.create_task(self._tick(rt), name=f"tick-{rt.name}")
                        for rt in self.runtimes.values()]
+        self._ticks += [asyncio.create_task(self._checkpoints(rt), name=f"audit-{rt.name}")
+                        for rt in self.runtimes.values()]
         self._started = True
         log.info("system_started", services=list(self.runtimes))
 
@@ -342,6 +209,16 @@ class System:
                     await asyncio.to_thread(rt.app.tick, datetime.now(UTC))
             except Exception as e:
                 log.warning("tick_failed", service=rt.name, error_type=type(e).__name__)
+
+    async def _checkpoints(self, rt: ServiceRuntime) -> None:
+        """Sign the service's chain head now and then (``audit_checkpoint_interval_s``);
+        a failure is logged by type and tried at the next interval."""
+        while True:
+            try:
+                await asyncio.to_thread(rt.checkpoint)
+            except Exception as e:
+                log.warning("checkpoint_failed", service=rt.name, error_type=type(e).__name__)
+            await asyncio.sleep(self.settings.audit_checkpoint_interval_s)
 
     async def stop(self) -> None:
         for task in self._ticks:

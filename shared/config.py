@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -232,6 +232,32 @@ class Settings(BaseSettings):
         "many seconds without an update, and looks at the dashboard again then (times "
         "passing: a debrief becoming overdue, a shift starting).",
     )
+
+    # -- the audit trail: the hash chain's signed checkpoints ---------------------------
+    audit_checkpoint_interval_s: float = Field(
+        default=300.0, gt=0, le=24 * 3600,
+        description="How often each service signs its audit chain's head (a checkpoint) "
+        "and publishes it; one is also made on demand.",
+    )
+    audit_signing_key: SecretStr | None = Field(
+        default=None,
+        description="The Ed25519 key that signs audit checkpoints: base64 of the raw 32-byte "
+        "private key (secret: never logged). Unset: each service generates its own and "
+        "keeps it in the data dir.",
+    )
+    audit_trusted_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="The public keys (base64 of the raw 32 bytes, comma separated) whose "
+        "checkpoints a verification trusts. Empty: the keys of this deployment's own "
+        "signers (SOLIDARITY_AUDIT_SIGNING_KEY, or those kept in the data dir).",
+    )
+
+    @field_validator("audit_trusted_keys", mode="before")
+    @classmethod
+    def _trusted_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: comma separated
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
 
     @field_validator("required_courses", mode="before")
     @classmethod
