@@ -24,6 +24,12 @@ A = TypeVar("A")
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Cursor = Annotated[str | None, Query(max_length=400, description="next_cursor of the page before")]
+# Why someone reads personal data: recorded with the read (sealed with the subject's
+# key) before anything is shown (shared.audit.access). Optional: "not stated" is kept too.
+Purpose = Annotated[str | None, Query(
+    min_length=3, max_length=200,
+    description="Why you are reading it. Every read of personal data is recorded, with "
+    "this purpose, before it is shown.")]
 
 
 def runtime_of(request: Request, service: str) -> Any:

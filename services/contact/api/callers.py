@@ -20,8 +20,9 @@ from services.contact.api.presenters import (
     contact_item,
 )
 from services.contact.domain import AgeBand, Caller, Gender, NewCaller
+from shared.audit.access import record_read
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, IfMatch, Purpose, Strict, roles_doc, with_etag
 
 router = APIRouter()
 
@@ -68,16 +69,22 @@ def register_caller(body: CallerIn, request: Request, app: App,
                                   "(07..., +447..., spaces). 404 when unknown or erased. The "
                                   "number is redacted from the access log."))
 def lookup(app: App, _p: Annotated[Principal, Depends(ON_CALL)],
-           phone: Annotated[str, Query(min_length=5, max_length=30)]) -> CallerOut:
-    return caller_out(app.keys, app.lookup_caller(phone))
+           phone: Annotated[str, Query(min_length=5, max_length=30)],
+           purpose: Purpose = None) -> CallerOut:
+    caller = app.lookup_caller(phone)
+    record_read(app, app.keys, kind="caller", record_id=caller.id, subject=caller.id,
+                purpose=purpose)
+    return caller_out(app.keys, caller)
 
 
 @router.get("/callers/{caller_ref:caller_ref}", response_model=CallerOut,
             summary="One caller",
             description=roles_doc(ON_CALL))
 def get_caller(caller_ref: CallerRef, response: Response, app: App,
-               _p: Annotated[Principal, Depends(ON_CALL)]) -> CallerOut:
+               _p: Annotated[Principal, Depends(ON_CALL)], purpose: Purpose = None) -> CallerOut:
     caller = app.get_caller(caller_ref)
+    record_read(app, app.keys, kind="caller", record_id=caller.id, subject=caller.id,
+                purpose=purpose)
     with_etag(response, caller.version)
     return caller_out(app.keys, caller)
 

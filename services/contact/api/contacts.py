@@ -38,6 +38,7 @@ from services.contact.api.presenters import (
     escalation_out,
     risk_out,
 )
+from services.contact.app import ContactApplication
 from services.contact.domain import (
     CallerIs,
     Channel,
@@ -48,9 +49,20 @@ from services.contact.domain import (
     IssueCategory,
     RiskLevel,
 )
+from services.contact.domain.caller import caller_id_for
 from services.contact.domain.codes import MAX_SUPPORTERS
+from shared.audit.access import record_read, record_reads
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, created, roles_doc, with_etag
+from shared.web.deps import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    Purpose,
+    Strict,
+    created,
+    roles_doc,
+    with_etag,
+)
 from shared.web.problems import NotFound
 from shared.web.types import Instant
 
@@ -182,10 +194,14 @@ def list_contacts(app: App, principal: Annotated[Principal, Depends(READ)],
                   start: Annotated[Instant | None, Query(alias="from")] = None,
                   end: Annotated[Instant | None, Query(alias="to")] = None,
                   limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                  cursor: Cursor = None) -> ContactPage:
+                  cursor: Cursor = None, purpose: Purpose = None) -> ContactPage:
     rows, next_cursor = app.list_contacts(caller_ref=caller_ref, start=start, end=end,
                                           limit=limit, cursor=cursor)
-    return contact_page(app, principal, rows, next_cursor)
+    page = contact_page(app, principal, rows, next_cursor)
+    record_reads(app, app.keys, kind="contact", purpose=purpose, records=[
+        (row.contact_id, caller_id_for(row.caller_ref) if row.caller_ref else row.contact_id)
+        for row, item in zip(rows, page.items, strict=True) if item.summary is not None])
+    return page
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut, summary="One contact",
@@ -193,10 +209,21 @@ def list_contacts(app: App, principal: Annotated[Principal, Depends(READ)],
                                   "its version as ETag. Free text only for the coordinator "
                                   "and the supporters who handled it."))
 def get_contact(contact_id: UUID, response: Response, app: App,
-                principal: Annotated[Principal, Depends(READ)]) -> ContactOut:
+                principal: Annotated[Principal, Depends(READ)],
+                purpose: Purpose = None) -> ContactOut:
     contact = app.get_contact(contact_id)
     with_etag(response, contact.version)
+    _recorded(app, principal, contact, purpose)
     return contact_for(app, principal, contact)
+
+
+def _recorded(app: ContactApplication, principal: Principal, contact: Contact,
+              purpose: str | None) -> None:
+    """A read of the contact's free text, recorded before it is shown (none for coded
+    fields only: an auditor's, or a supporter's who did not handle it)."""
+    if app.sees_personal(principal, contact.supporter_ids):
+        record_read(app, app.keys, kind="contact", record_id=contact.id,
+                    subject=contact.caller_id or contact.id, purpose=purpose)
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactOut,
@@ -239,8 +266,11 @@ def assess(contact_id: UUID, body: RiskIn, response: Response, app: App,
             description=roles_doc(READ, "Free text only for the coordinator and the "
                                   "supporters who handled the contact."))
 def get_assessment(contact_id: UUID, n: Nth, app: App,
-                   principal: Annotated[Principal, Depends(READ)]) -> RiskOut:
+                   principal: Annotated[Principal, Depends(READ)],
+                   purpose: Purpose = None) -> RiskOut:
     contact = app.get_contact(contact_id)
+    _nth(contact.risk_trail, n, "risk assessment")
+    _recorded(app, principal, contact, purpose)
     return risk_out(app.keys, contact, _nth(contact.risk_trail, n, "risk assessment"),
                     include_personal=app.sees_personal(principal, contact.supporter_ids))
 
@@ -262,8 +292,11 @@ def escalate(contact_id: UUID, body: EscalationIn, response: Response, app: App,
 @router.get("/contacts/{contact_id}/escalations/{n}", response_model=EscalationOut,
             summary="One escalation", description=roles_doc(READ))
 def get_escalation(contact_id: UUID, n: Nth, app: App,
-                   principal: Annotated[Principal, Depends(READ)]) -> EscalationOut:
+                   principal: Annotated[Principal, Depends(READ)],
+                   purpose: Purpose = None) -> EscalationOut:
     contact = app.get_contact(contact_id)
+    _nth(contact.escalations, n, "escalation")
+    _recorded(app, principal, contact, purpose)
     return escalation_out(app.keys, contact, _nth(contact.escalations, n, "escalation"),
                           include_personal=app.sees_personal(principal, contact.supporter_ids))
 

@@ -31,10 +31,11 @@ from services.contact.api.common import (
     created_once,
 )
 from services.contact.domain import Referral, ReferralSource
+from shared.audit.access import record_read, record_reads
 from shared.kernel import ERASED, is_sealed
 from shared.privacy import KeyStore
 from shared.web.auth import Principal, Role
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Purpose, Strict, roles_doc, with_etag
 from shared.web.types import Instant
 
 router = APIRouter()
@@ -167,10 +168,13 @@ def referrals(app: App, principal: Annotated[Principal, Depends(REFER)],
               status: Annotated[str | None, Query(
                   pattern="^(received|accepted|declined|contacted)$")] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              cursor: Cursor = None) -> ReferralPage:
+              cursor: Cursor = None, purpose: Purpose = None) -> ReferralPage:
     partner = principal.role == Role.PARTNER
     found, next_cursor = app.referrals.queue(status, limit, cursor,
                                              referred_by=principal.sub if partner else None)
+    if not partner:  # the coordinator reads who was referred and why: recorded first
+        record_reads(app, app.keys, kind="referral", purpose=purpose,
+                     records=[(x.id, _subject(x)) for x in found])
     return ReferralPage(items=[referral_status_out(x) if partner else referral_out(app.keys, x)
                                for x in found], next_cursor=next_cursor)
 
@@ -179,14 +183,22 @@ def referrals(app: App, principal: Annotated[Principal, Depends(REFER)],
             description=roles_doc(REFER, "A partner reads only a referral it made (another "
                                   "is 404), as status only."))
 def get_referral(referral_id: UUID, response: Response, app: App,
-                 principal: Annotated[Principal, Depends(REFER)]) -> ReferralOut:
+                 principal: Annotated[Principal, Depends(REFER)],
+                 purpose: Purpose = None) -> ReferralOut:
     if principal.role == Role.PARTNER:
         referral = app.referrals.made_by(referral_id, principal.sub)
         with_etag(response, referral.version)
         return referral_status_out(referral)
     referral = app.referrals.get(referral_id)
+    record_read(app, app.keys, kind="referral", record_id=referral.id,
+                subject=_subject(referral), purpose=purpose)
     with_etag(response, referral.version)
     return referral_out(app.keys, referral)
+
+
+def _subject(referral: Referral) -> UUID:
+    """Whose key seals what is read of a referral: the referred caller's."""
+    return referral.caller_id
 
 
 def _decide(accept: bool) -> Callable[..., ReferralOut]:

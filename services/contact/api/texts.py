@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from services.contact.api.common import ON_CALL, App, created_once
 from services.contact.app import ContactApplication
 from services.contact.domain import CallerIs, Contact, Direction, IssueCategory, RiskLevel
+from shared.audit.access import record_read
 from shared.privacy import KeyStore
 from shared.sms import SIGNATURE_HEADER, SmsSendError, valid_twilio_signature
 from shared.web.auth import Principal
-from shared.web.deps import IdempotencyKey, Strict, roles_doc, with_etag
+from shared.web.deps import IdempotencyKey, Purpose, Strict, roles_doc, with_etag
 from shared.web.middleware import correlation_of
 from shared.web.problems import Forbidden, Problem, Unprocessable
 
@@ -230,8 +231,12 @@ async def inbound_text(request: Request, app: App) -> Response:
                                   "In embedded mode replies go to the outbox (`delivery: "
                                   "outbox`): what would be sent. Its version as ETag. " + ON_SHIFT))
 def text_thread(contact_id: UUID, response: Response, app: App,
-                principal: Annotated[Principal, Depends(ON_CALL)]) -> TextThreadOut:
+                principal: Annotated[Principal, Depends(ON_CALL)],
+                purpose: Purpose = None) -> TextThreadOut:
     contact, can_reply = app.texts.thread(contact_id, principal)
+    if app.sees_personal(principal, contact.supporter_ids):  # recorded before it is shown
+        record_read(app, app.keys, kind="text_thread", record_id=contact.id,
+                    subject=contact.caller_id or contact.id, purpose=purpose)
     with_etag(response, contact.version)
     return thread_for(app, principal, contact, can_reply)
 

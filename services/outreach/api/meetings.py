@@ -37,8 +37,17 @@ from services.outreach.domain.codes import (
     RiskLevel,
     Status,
 )
+from shared.audit.access import record_read
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
+from shared.web.deps import (
+    Cursor,
+    IdempotencyKey,
+    IfMatch,
+    Purpose,
+    Strict,
+    roles_doc,
+    with_etag,
+)
 from shared.web.types import Instant
 
 router = APIRouter()
@@ -141,8 +150,13 @@ def list_meetings(app: App, principal: Annotated[Principal, Depends(READ)],
                                   "auditor sees the trail without the address, venue and "
                                   "free text."))
 def get_meeting(meeting_id: UUID, response: Response, app: App,
-                principal: Annotated[Principal, Depends(READ)]) -> MeetingOut:
-    return _answer(response, app, principal, app.meeting_for(principal, meeting_id))
+                principal: Annotated[Principal, Depends(READ)],
+                purpose: Purpose = None) -> MeetingOut:
+    meeting = app.meeting_for(principal, meeting_id)
+    if app.sees_personal(principal):  # the address and free text: recorded first
+        record_read(app, app.keys, kind="meeting", record_id=meeting.id,
+                    subject=meeting.caller_ref, purpose=purpose)
+    return _answer(response, app, principal, meeting)
 
 
 @router.post("/meetings/{meeting_id}/risk-assessments", response_model=MeetingOut,

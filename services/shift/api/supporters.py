@@ -24,8 +24,9 @@ from services.shift.api.common import (
 )
 from services.shift.api.presenters import SupporterOut, SupporterPage, supporter_out
 from services.shift.domain import Course, Role, SupervisionKind, Supporter
+from shared.audit.access import record_read, record_reads
 from shared.web.auth import Principal
-from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Strict, roles_doc, with_etag
+from shared.web.deps import Cursor, IdempotencyKey, IfMatch, Purpose, Strict, roles_doc, with_etag
 
 router = APIRouter()
 
@@ -86,8 +87,11 @@ def register(body: SupporterIn, request: Request, app: App,
 def supporters(app: App, _p: Annotated[Principal, Depends(COORD)],
                active: bool | None = None,
                limit: Annotated[int, Query(ge=1, le=200)] = 50,
-               cursor: Cursor = None) -> SupporterPage:
+               cursor: Cursor = None, purpose: Purpose = None) -> SupporterPage:
     found, next_cursor = app.list_supporters(active, limit, cursor)
+    # Their contact details: each read recorded before it is shown.
+    record_reads(app, app.keys, kind="supporter", purpose=purpose,
+                 records=[(s.id, s.id) for s in found])
     return SupporterPage(items=[supporter_out(app, s) for s in found],
                          next_cursor=next_cursor)
 
@@ -95,8 +99,11 @@ def supporters(app: App, _p: Annotated[Principal, Depends(COORD)],
 @router.get("/supporters/{supporter_id}", response_model=SupporterOut,
             summary="One supporter", description=roles_doc(COORD))
 def get_supporter(supporter_id: UUID, response: Response, app: App,
-                  _p: Annotated[Principal, Depends(COORD)]) -> SupporterOut:
+                  _p: Annotated[Principal, Depends(COORD)],
+                  purpose: Purpose = None) -> SupporterOut:
     supporter = app.get_supporter(supporter_id)
+    record_read(app, app.keys, kind="supporter", record_id=supporter.id,
+                subject=supporter.id, purpose=purpose)
     with_etag(response, supporter.version)
     return supporter_out(app, supporter)
 
