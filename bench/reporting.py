@@ -1,7 +1,8 @@
 """Reporting's rebuild rate and the monthly report's response time, over a year of
 events at national scale, against the raw rate of reading the same events.
 
-    .venv/bin/python -m bench.reporting [--events 1000000] [--json] [--keep]
+    .venv/bin/python -m bench.reporting [--events 1000000] [--replay-page N] [--json]
+        [--keep]
 
 (from the repository root). SQLite in a fresh temporary directory; PostgreSQL when
 SOLIDARITY_DATABASE_URL is set (fresh schemas are the operator's to give).
@@ -16,7 +17,10 @@ SOLIDARITY_DATABASE_URL is set (fresh schemas are the operator's to give).
    replay's pages (``ServiceApplication.integration_events``), nothing applied.
 3. The rebuild rate: ``ServiceRuntime.rebuild`` of reporting, in process (the path of
    ``POST /reporting/rebuild`` and ``solidarity reporting rebuild``): the read models
-   dropped and the log replayed in pages, one transaction per page.
+   dropped and the log replayed in pages, one transaction per page, each applied as a
+   unit of work when the read model has a page path (``ReadModel.apply_page``; the
+   report says whether it has). ``--replay-page`` sets the replay's page size (the
+   consumers' ``replay_page_size``) for the raw read and the rebuild alike.
 4. The monthly report's response time (``ReportingApplication.monthly``, the query
    behind ``GET /reporting/monthly``, without HTTP), over each month of that year, and
    the year report's.
@@ -59,6 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, default=1_000_000,
                    help="events in the year (default 1,000,000)")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--replay-page", type=int, default=None,
+                   help="events per page of the replay (default: the consumers')")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = p.parse_args(argv)
@@ -143,7 +149,11 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         started = time.perf_counter()
         written = write_year(contact.app, args.events, args.seed)
         write_s = time.perf_counter() - started
+        if args.replay_page:
+            for consumer in reporting.consumers:
+                consumer.replay_page_size = args.replay_page
         page = reporting.consumers[0].replay_page_size
+        paged = reporting.projection.model.apply_page is not None
         say("reading them back (raw)")
         read_n, read_s = raw_read(contact.app, page)
         say("rebuilding reporting from them")
@@ -169,7 +179,7 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "raw_read_events_per_s": round(read_n / read_s),
         "rebuild_events_per_s": round(rebuild_rate), "rebuild_s": round(rebuild_s, 1),
         "rebuild_over_raw": round(rebuild_rate / (read_n / read_s), 3),
-        "replay_page": page,
+        "replay_page": page, "page_path": paged,
         "monthly_ms": {"median": round(statistics.median(monthly), 1),
                        "p95": round(p95, 1), "max": round(max(monthly), 1)},
         "year_ms_median": round(statistics.median(year_ms), 1),
@@ -185,7 +195,9 @@ def render(r: dict[str, Any]) -> str:
         f"reporting rebuild over a year of {r['events']:,} events ({r['store']}; "
         f"{r['contacts_in_year']:,} contacts in the year's reports)",
         f"  raw read of the log      {r['raw_read_events_per_s']:>10,} events/s",
-        f"  rebuild (pages of {r['replay_page']:,}) {r['rebuild_events_per_s']:>10,} events/s"
+        f"  rebuild (pages of {r['replay_page']:,}, page path "
+        f"{'on' if r['page_path'] else 'off'})\n"
+        f"                           {r['rebuild_events_per_s']:>10,} events/s"
         f"  ({r['rebuild_s']} s; {r['rebuild_over_raw']} of raw)"
         f"  target >= {REBUILD_TARGET:,.0f}: {yes[r['met']['rebuild']]}",
         f"  monthly report           median {r['monthly_ms']['median']} ms, p95 "

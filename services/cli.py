@@ -5,7 +5,10 @@
     solidarity token --role R [--sub ID] [--name NAME] [--ttl SECONDS]
     solidarity sms-in [--url URL] --from NUMBER --body TEXT   a text in, as the provider
     solidarity reporting rebuild [--url URL] [--token T]  replay reporting's read models
-    solidarity audit verify [--service S] [--json]  check the stored history is unchanged
+    solidarity audit verify [--service S] [--json] | --file F [--trust KEY]
+    solidarity audit replay --service S --aggregate ID [--as-of T] [--format text|json]
+    solidarity audit export --service S --from T1 --to T2 --out F
+    solidarity audit checkpoint [--service S]   sign the chain heads now
 
 Every command reads its data directory from SOLIDARITY_DATA_DIR (default ./var).
 
@@ -301,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"up": cmd_up, "serve": cmd_serve, "token": cmd_token, "sms-in": cmd_sms_in,
                 "reporting": reporting_rebuild.cmd_rebuild,
-                "audit": lambda a: audit_cli.cmd_verify(a, _settings(a))}
+                "audit": lambda a: audit_cli.cmd_audit(a, _settings(a))}
     return handlers[args.command](args)
 
 

@@ -2,6 +2,10 @@
 application, store, relay, read models and consumers, the chain of its log
 (``shared.audit``), and what it reports as its health. A rebuild of its read models
 is started here (``POST /<service>/rebuild``, ``solidarity reporting rebuild``).
+
+A service whose read model follows its sources' audit chains (reporting's) has an
+``audit`` keeper: health shows the checkpoints it keeps and refuses, and each consumer
+whose source was found rewound (``source_rewound``, status "degraded") until a rebuild.
 """
 
 from __future__ import annotations
@@ -10,16 +14,16 @@ import asyncio
 import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from shared.audit import Chainer, Checkpoint, Signer, make_checkpoint
+from shared.audit import Chainer, Checkpoint, CheckpointStore, Signer, make_checkpoint
 from shared.eventstore.application import ServiceApplication
 from shared.eventstore.projection import LocalProjector, Projection
-from shared.messaging.bus import Bus
-from shared.messaging.consumer import Consumer
+from shared.messaging.bus import Bus, CheckpointFeed
+from shared.messaging.consumer import Consumer, SourceGuard
 from shared.messaging.relay import Relay
 from shared.service_module import ServiceModule
 from shared.web.idempotency import Idempotency
@@ -30,6 +34,18 @@ HEALTH_TIMEOUT_S = 1.5
 
 # Store errors that mean its tables or schema are gone (health says so in words too).
 MISSING = frozenset({"UndefinedTable", "InvalidSchemaName"})
+
+
+class SourceAudit(SourceGuard, Protocol):
+    """Keeps the checkpoints the bus brings and follows the sources' chains
+    (``services/reporting/audit.py``, ``ChainKeeper``)."""
+
+    checkpoints: CheckpointStore
+    trusted: frozenset[str]
+
+    def keep(self, raw: bytes) -> bool: ...
+    def rewound(self) -> dict[str, dict[str, Any]]: ...
+    def status(self) -> dict[str, Any]: ...
 
 
 def _cause(e: BaseException) -> str:
@@ -51,6 +67,8 @@ class ServiceRuntime:
     bus: Bus | None = None
     chainer: Chainer | None = None  # the audit chain of its log, extended after each save
     signer: Signer | None = None  # signs the chain's head (checkpoints)
+    audit: SourceAudit | None = None  # keeps other services' checkpoints (reporting)
+    checkpoint_feed: CheckpointFeed | None = None  # the bus's checkpoints, to ``audit``
     _probe: Future[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _probe_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _rebuilding: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
@@ -65,6 +83,12 @@ class ServiceRuntime:
         """Answers within ``HEALTH_TIMEOUT_S`` whatever the store does: the store probe
         runs on a thread of its own, and one still running is waited for, not doubled."""
         store = await self._probe_store()
+        rewound: dict[str, Any] = store.get("source_rewound") or {}
+        store = {k: v for k, v in store.items() if k != "source_rewound"}
+        feed = self.checkpoint_feed
+        if feed is not None and isinstance(store.get("checkpoints"), dict):
+            store["checkpoints"] = {**store["checkpoints"], "subscribed": feed.subscribed,
+                                    "last_error": feed.last_error}
         head = store.get("head")
         nats_ok = self.bus is not None and self.bus.is_connected
         relay = {
@@ -85,13 +109,14 @@ class ServiceRuntime:
                 "backfill_error": c.backfill_error,
                 "replay": None if c.replay_position is None else {
                     "position": c.replay_position, "applied": c.replayed_count},
+                **({"source_rewound": rewound.get(c.upstream)} if c.guard else {}),
             }
             for c in self.consumers
         ]
         ready = store["status"] == "ok"
         return Health(
             service=self.name,
-            status="ok" if ready and nats_ok else "degraded",
+            status="ok" if ready and nats_ok and not rewound else "degraded",
             live=True,
             ready=ready,
             store=store,
@@ -121,6 +146,12 @@ class ServiceRuntime:
             except Exception as e:
                 projections[name] = {"status": "error", "error": _cause(e)}
         store["projections"] = projections
+        if self.audit is not None:
+            try:
+                store["checkpoints"] = self.audit.status()
+                store["source_rewound"] = self.audit.rewound()
+            except Exception as e:
+                store["checkpoints"] = {"status": "error", "error": _cause(e)}
         return store
 
     async def _probe_store(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from services.registry import MODULES, SERVICES
 from services.runtime import ServiceRuntime
-from shared.audit import Chainer, Signer
+from shared.audit import Chainer, Checkpoint, Signer, trusted_keys
 from shared.calls import call_placer
 from shared.config import Settings
 from shared.eventstore.application import Adapters
@@ -35,7 +35,7 @@ from shared.eventstore.store import (
 )
 from shared.kernel import acting
 from shared.logging import get_logger
-from shared.messaging.bus import Bus
+from shared.messaging.bus import Bus, CheckpointFeed
 from shared.messaging.consumer import Consumer
 from shared.messaging.envelope import stream_name
 from shared.messaging.relay import PositionStore, Relay
@@ -57,6 +57,8 @@ from shared.web.problems import install_problem_handlers
 __all__ = ["ADAPTER_FACTORIES", "ServiceRuntime", "System"]
 
 log = get_logger("system")
+
+PUBLISH_TIMEOUT_S = 10.0  # a checkpoint not published by then waits for the next interval
 
 # How each adapter a module may ask for is built, in this order (the SMS outbox seals
 # with the keys and finds callers through the phone index).
@@ -100,6 +102,7 @@ class System:
             max_age_s=settings.stream_max_age_days * 86400,
         )
         self.runtimes: dict[str, ServiceRuntime] = {}
+        self._trusted: frozenset[str] | None = None
         relay_hooks = relay_hooks or {}
         for name in services:
             self.runtimes[name] = self._build(MODULES[name], relay_hooks.get(name, {}))
@@ -109,14 +112,15 @@ class System:
         for rt in self.runtimes.values():
             # Consumers of other services' streams: into read models, and into the
             # service's own reactions (events answered with events, tracked alike).
-            targets: list[tuple[Any, str]] = [
-                (rt.projections[model.name], upstream)
-                for model in rt.module.read_models for upstream in model.subscriptions
-            ]
+            targets: list[tuple[Any, str, Any]] = []
+            for model in rt.module.read_models:
+                guard = self._source_audit(rt, model.name, model.apply)
+                targets += [(rt.projections[model.name], upstream, guard)
+                            for upstream in model.subscriptions]
             reactions = rt.module.reactions
             if reactions is not None:
                 reactor = Reactor(rt.app, reactions)
-                targets += [(reactor, upstream) for upstream in reactions.subscriptions]
+                targets += [(reactor, upstream, None) for upstream in reactions.subscriptions]
             rt.consumers = [
                 Consumer(
                     target,
@@ -125,11 +129,24 @@ class System:
                     self.event_source,
                     batch_size=settings.consumer_batch_size,
                     reconcile_interval_s=settings.consumer_reconcile_interval_s,
+                    guard=guard,
                 )
-                for target, upstream in targets
+                for target, upstream, guard in targets
             ]
         self._ticks: list[asyncio.Task[None]] = []
         self._started = False
+
+    def _source_audit(self, rt: ServiceRuntime, name: str, apply: Any) -> Any:
+        """The keeper of a read model that follows its sources' audit chains (its apply
+        offers one: reporting's): it keeps their checkpoints from the bus and stops a
+        source found rewound. None for any other read model."""
+        make = getattr(apply, "keeper", None)
+        if make is None:
+            return None
+        if self._trusted is None:  # the keys whose checkpoints are kept
+            self._trusted = trusted_keys(self.settings, SERVICES)
+        rt.audit = make(rt.engine, self._trusted, rt.projections[name].changed)
+        return rt.audit
 
     def _adapters(self, module: ServiceModule, engine: Engine) -> Adapters:
         adapters = Adapters(engine=engine, settings=self.settings)
@@ -155,6 +172,7 @@ class System:
             chainer = Chainer(app.recorder, engine)  # makes its tables: under the lock
         chainer.catch_up()  # what was saved while no process of this service ran
         app.add_save_listener(chainer.saved)
+        app.chain_hashes = chainer.hashes  # each event's link, on /events and the bus
         signer = Signer.from_settings(s, name)
         protect_data_dir(s)  # generated secrets may have just made it
         for model in module.read_models:
@@ -169,6 +187,7 @@ class System:
             batch_size=s.relay_batch_size,
             poll_interval_s=s.relay_poll_interval_s,
             ack_timeout_s=s.relay_ack_timeout_s,
+            hashes=chainer.hashes,
             **hooks,
         )
         return ServiceRuntime(name, module, app, engine, relay, idem, projections,
@@ -192,6 +211,10 @@ class System:
         for rt in self.runtimes.values():
             for c in rt.consumers:
                 await c.start()
+            if rt.audit is not None:  # it keeps the checkpoints every service publishes
+                rt.checkpoint_feed = CheckpointFeed(self.bus, f"{rt.name}-checkpoints",
+                                                    rt.audit.keep)
+                await rt.checkpoint_feed.start()
         self._ticks = [asyncio.create_task(self._tick(rt), name=f"tick-{rt.name}")
                        for rt in self.runtimes.values()]
         self._ticks += [asyncio.create_task(self._checkpoints(rt), name=f"audit-{rt.name}")
@@ -211,14 +234,22 @@ class System:
                 log.warning("tick_failed", service=rt.name, error_type=type(e).__name__)
 
     async def _checkpoints(self, rt: ServiceRuntime) -> None:
-        """Sign the service's chain head now and then (``audit_checkpoint_interval_s``);
-        a failure is logged by type and tried at the next interval."""
+        """Sign the service's chain head now and then (``audit_checkpoint_interval_s``)
+        and publish it on the bus; a failure is logged by type and tried at the next
+        interval (with NATS down, the newest head is published once it is back: the
+        service keeps every checkpoint it made in its own store anyway)."""
         while True:
             try:
-                await asyncio.to_thread(rt.checkpoint)
+                checkpoint = await asyncio.to_thread(rt.checkpoint)
+                if checkpoint is not None:
+                    await asyncio.wait_for(self._publish(checkpoint), PUBLISH_TIMEOUT_S)
             except Exception as e:
                 log.warning("checkpoint_failed", service=rt.name, error_type=type(e).__name__)
             await asyncio.sleep(self.settings.audit_checkpoint_interval_s)
+
+    async def _publish(self, checkpoint: Checkpoint) -> None:
+        await self.bus.wait_connected()
+        await self.bus.publish_checkpoint(checkpoint.to_dict())
 
     async def stop(self) -> None:
         for task in self._ticks:
@@ -228,6 +259,8 @@ class System:
         for rt in self.runtimes.values():
             for c in rt.consumers:
                 await c.stop()
+            if rt.checkpoint_feed is not None:
+                await rt.checkpoint_feed.stop()
             await rt.relay.stop()
         await self.bus.close()
         # A cancelled task does not stop the thread it was waiting on: a relay or a

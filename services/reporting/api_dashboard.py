@@ -34,6 +34,21 @@ DASHBOARD = Allow(Role.COORDINATOR)
 MIN_INTERVAL_S = 0.1
 
 
+class DashboardAuditAlert(BaseModel):
+    kind: Literal["source_rewound"]
+    upstream: str = Field(description="The source service.")
+    notification_id: int = Field(description="Where it was found.")
+    reason: Literal["hash_differs", "event_gone", "checkpoint_differs"]
+    detail: str
+    detected_at: datetime
+    action: str = Field(description="What to do.")
+
+
+class DashboardAuditAlerts(BaseModel):
+    count: int
+    items: list[DashboardAuditAlert]
+
+
 class DashboardAlert(BaseModel):
     meeting_id: str
     raised_at: datetime | None
@@ -128,6 +143,9 @@ class DashboardWeekend(BaseModel):
 
 class Dashboard(BaseModel):
     safety_alerts: DashboardAlerts
+    audit_alerts: DashboardAuditAlerts = Field(
+        description="Sources whose store was found rewound: reporting stopped applying "
+                    "them; their figures stand still until a rebuild.")
     on_call: list[DashboardOnCall]
     short_shifts: DashboardShortShifts
     debriefs: DashboardDebriefs
@@ -159,11 +177,13 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     }}}}}
 
 SECTIONS = (
-    " Active safety alerts first, always; who is on call now and whether they have all "
-    "checked in; shifts short of their required number in the next 14 days; open "
-    "debriefs, overdue first; follow-ups and referrals' first contacts due within 24 "
-    "hours (overdue included); meetings waiting for approval; contacts this weekend "
-    "(from Friday 18:00 to Monday 08:00, London time). Ids, codes, counts and times only."
+    " Active safety alerts first, always, and beside them any source found rewound "
+    "(audit_alerts: its store was restored from an older backup; rebuild); who is on "
+    "call now and whether they have all checked in; shifts short of their required "
+    "number in the next 14 days; open debriefs, overdue first; follow-ups and "
+    "referrals' first contacts due within 24 hours (overdue included); meetings "
+    "waiting for approval; contacts this weekend (from Friday 18:00 to Monday 08:00, "
+    "London time). Ids, codes, counts and times only."
 )
 
 

@@ -198,23 +198,13 @@ def contact_logged(conn: Connection, ev: IntegrationEvent) -> None:
 def _count_contact(conn: Connection, delta: Delta, month: str, cid: str, d: dict[str, Any],
                    issues: list[str], entries: list[str]) -> None:
     """An answered contact's counts in its month."""
-    delta.count(month, "contacts.total")
-    delta.count(month, "contacts.by_channel", d["channel"])
-    delta.count(month, "contacts.by_direction", d.get("direction") or "inbound")
-    delta.count(month, "contacts.by_caller_is", d.get("caller_is") or "not_recorded")
-    for issue in issues:
-        delta.count(month, "contacts.by_issue", issue)
-    for entry in entries:
-        delta.count(month, "contacts.signposting", entry)
     latest = conn.execute(_LATEST_RISK, {"cid": cid}).first()  # none, unless replayed
-    delta.count(month, "contacts.by_risk_level", latest.level if latest else "not_assessed")
-    shift_id = d.get("shift_id")
-    if shift_id is None:
-        delta.count(month, "contacts.outside_shifts")
-        return
-    slot = conn.execute(_SLOT, {"sid": shift_id}).first()
-    delta.count(month, "contacts.by_shift_slot",
-                UNKNOWN_SHIFT if slot is None else _slot_code(slot.slot))
+    shift_id, slot = d.get("shift_id"), None
+    if shift_id is not None:
+        row = conn.execute(_SLOT, {"sid": shift_id}).first()
+        slot = UNKNOWN_SHIFT if row is None else _slot_code(row.slot)
+    month_counts.count_contact(delta, month, d, issues, entries,
+                               risk=latest.level if latest else None, slot=slot)
 
 
 def _replace_counted(conn: Connection, delta: Delta, month: str | None, figure: str,

@@ -6,6 +6,8 @@ Sections, in this order (docs/api.md, "The coordinator's dashboard"):
 
 - ``safety_alerts``: meetings whose latest ``SafetyCheckOverdue`` is not followed by a
   ``SafetyAlertResolved``, the longest open first. Always first.
+- ``audit_alerts``: beside them, the sources reporting found rewound (``audit.py``):
+  their figures here and in the reports stand still until a rebuild.
 - ``on_call``: the shifts on at ``now`` (started, not ended), each with its crew as the
   assignments, unassignments and swaps left it, each supporter's check-in, and
   ``all_checked_in``: as many supporters as it requires, every one checked in.
@@ -35,6 +37,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from services.reporting import audit
 from services.reporting.contact_events import contacts, follow_ups
 from services.reporting.dashboard_events import (
     WAITING_FOR_APPROVAL,
@@ -72,6 +75,8 @@ def document(conn: Connection, now: datetime, *,
     shifts = _shifts(conn, now)
     return {
         "safety_alerts": _listed(_alerts(conn)),
+        "audit_alerts": _listed([{**a, "detected_at": _iso(a["detected_at"])}
+                                 for a in audit.alerts(conn)]),
         "on_call": [_on_call(s) for s in shifts if s["starts_at"] <= now < s["ends_at"]],
         "short_shifts": _listed([_short(s) for s in shifts
                                  if len(s["supporters"]) < s["required"]]),

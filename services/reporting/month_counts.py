@@ -109,6 +109,25 @@ def month_of(started_at: datetime | None) -> str:
     return london_month(at)
 
 
+def count_contact(delta: Delta, month: str, d: Mapping[str, Any], issues: list[str],
+                  entries: list[str], *, risk: str | None, slot: str | None) -> None:
+    """An answered contact's counts in its month: ``risk`` its latest level (None: not
+    assessed), ``slot`` its shift's slot code (None: no shift)."""
+    delta.count(month, "contacts.total")
+    delta.count(month, "contacts.by_channel", d["channel"])
+    delta.count(month, "contacts.by_direction", d.get("direction") or "inbound")
+    delta.count(month, "contacts.by_caller_is", d.get("caller_is") or "not_recorded")
+    for issue in issues:
+        delta.count(month, "contacts.by_issue", issue)
+    for entry in entries:
+        delta.count(month, "contacts.signposting", entry)
+    delta.count(month, "contacts.by_risk_level", risk or "not_assessed")
+    if slot is None:
+        delta.count(month, "contacts.outside_shifts")
+    else:
+        delta.count(month, "contacts.by_shift_slot", slot)
+
+
 # ------------------------------------------------------------------- callers per month
 
 _CALLER_MONTH = sa.select(caller_months).where(

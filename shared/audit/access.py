@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from eventsourcing.utils import get_topic
 
-from shared.kernel import Aggregate, one_of, require_sealed
+from shared.kernel import TOKEN_PREFIX, Aggregate, is_sealed, one_of, require_sealed
 
 KINDS = frozenset({"caller", "contact", "text_thread", "referral", "supporter", "meeting",
                    "audit_replay"})
@@ -84,6 +84,21 @@ def record_reads(app: Any, keys: Sealer | None, *, kind: str,
         reads.append(RecordRead.record(kind=kind, record_id=str(record_id), purpose=sealed))
     if reads:
         app.save(*reads)
+
+
+def sealed_subject(events: Any) -> str | None:
+    """The data subject of the first sealed value in ``events`` (each a domain event):
+    whose key seals the record's personal data. None: the record holds none."""
+    stack: list[Any] = [vars(e) for e in events]
+    while stack:
+        value = stack.pop(0)
+        if is_sealed(value):
+            return str(value)[len(TOKEN_PREFIX):].rpartition(":")[0]
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return None
 
 
 def reads_of(app: Any, record_id: object, *, until: datetime | None = None,

@@ -133,6 +133,7 @@ class ServiceApplication(Application[UUID]):
         self._save_listeners: list[Callable[[list[Recording[UUID]]], object]] = []
         self._public_events = public_events
         self.projectors: dict[str, LocalProjector] = {}
+        self.chain_hashes: Callable[[list[int]], dict[int, bytes]] | None = None  # by system
         super().__init__(env)
 
     def public_event(self, event: Any) -> Public | None:
@@ -259,7 +260,8 @@ class ServiceApplication(Application[UUID]):
                 return 0
             start, window = low, window * 4
 
-    def to_integration_event(self, notification: Notification, previous: int) -> IntegrationEvent:
+    def to_integration_event(self, notification: Notification, previous: int,
+                             chain_hash: bytes | None = None) -> IntegrationEvent:
         domain_event = self.mapper.to_domain_event(notification)
         public = self.public_event(domain_event) or _default_public(domain_event)
         meta: dict[str, Any] = getattr(domain_event, "meta", None) or {}
@@ -279,6 +281,7 @@ class ServiceApplication(Application[UUID]):
             causation_id=meta.get("causation_id"),
             schema_version=public.schema_version,
             data=public.data,
+            chain_hash=chain_hash.hex() if chain_hash is not None else None,
         )
 
     def integration_events(self, after: int, limit: int) -> list[IntegrationEvent]:
@@ -287,9 +290,10 @@ class ServiceApplication(Application[UUID]):
         if not notifications:
             return []
         previous = self.previous_notification_id(notifications[0].id)
+        hashes = self.chain_hashes([n.id for n in notifications]) if self.chain_hashes else {}
         out = []
         for n in notifications:
-            out.append(self.to_integration_event(n, previous))
+            out.append(self.to_integration_event(n, previous, hashes.get(n.id)))
             previous = n.id
         return out
 

@@ -21,13 +21,14 @@ What feeds it: a read model of the service's own events follows its notification
 log (``LocalProjector``: after every local save, and before every read, so a client
 reads its own writes); a read model of other services' events is fed by consumers of
 their streams (``shared.messaging.consumer``), which backfill from their logs.
+
+The tables every read model shares, and how its own are made at start, are in
+``shared.eventstore.tracking`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,56 +42,38 @@ from sqlalchemy.engine import Connection, Engine
 from shared.eventstore.application import LocalProjector as LocalProjector  # re-exported
 from shared.eventstore.application import ReadModelReset
 from shared.eventstore.store import describe, is_data_error, lock_ddl
+from shared.eventstore.tracking import MECHANISM as MECHANISM
+from shared.eventstore.tracking import ensure_read_tables as ensure_read_tables
+from shared.eventstore.tracking import fingerprint as fingerprint
+from shared.eventstore.tracking import projection_failures as projection_failures
+from shared.eventstore.tracking import projection_metadata as projection_metadata
+from shared.eventstore.tracking import projection_tracking as projection_tracking
+from shared.eventstore.tracking import read_model_schema as read_model_schema
 from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent
 
 log = get_logger("projection")
 
-projection_metadata = sa.MetaData()
-
-projection_tracking = sa.Table(
-    "projection_tracking",
-    projection_metadata,
-    sa.Column("projection", sa.String(100), primary_key=True),
-    sa.Column("upstream", sa.String(50), primary_key=True),
-    sa.Column("notification_id", sa.BigInteger, primary_key=True),
-)
-
-read_model_schema = sa.Table(
-    "read_model_schema",
-    projection_metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-)
-
-projection_failures = sa.Table(
-    "projection_failures",
-    projection_metadata,
-    sa.Column("projection", sa.String(100), primary_key=True),
-    sa.Column("upstream", sa.String(50), primary_key=True),
-    sa.Column("notification_id", sa.BigInteger, primary_key=True),
-    sa.Column("error_type", sa.String(100), nullable=False),
-    sa.Column("message", sa.String(300), nullable=False),  # never a value of the event
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Part of every fingerprint: read tables made by an older tracking mechanism are
-# remade and replayed at start.
-MECHANISM = "projection_tracking/1"
-
 Apply = Callable[[Connection, Any], None]
+ApplyPage = Callable[[Connection, Sequence[Any]], None]
 
 
 @dataclass(frozen=True)
 class ReadModel:
     """A service's read model. ``apply`` gets a connection inside the projection's
     transaction and one event: a domain event of the service's own log when
-    ``subscriptions`` is empty, else an ``IntegrationEvent`` from those services."""
+    ``subscriptions`` is empty, else an ``IntegrationEvent`` from those services.
+
+    ``apply_page``, if given, applies several events (in order, in that transaction)
+    as one unit of work, with exactly the effect of ``apply`` on each in turn: a page of
+    two or more is given to it, a single event always to ``apply`` (so an event applied
+    on its own after a page failed is applied as it always was)."""
 
     name: str
     metadata: sa.MetaData
     apply: Apply
     subscriptions: tuple[str, ...] = ()
+    apply_page: ApplyPage | None = None
 
     @property
     def is_local(self) -> bool:
@@ -105,39 +88,6 @@ class Outcome:
     applied: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
-
-
-def fingerprint(metadata: sa.MetaData) -> str:
-    """What the code expects the read tables to look like."""
-    shape = [
-        (t.name, [(c.name, str(c.type), bool(c.nullable), bool(c.primary_key)) for c in t.c])
-        for t in metadata.sorted_tables
-    ]
-    return hashlib.sha256(json.dumps([MECHANISM, shape]).encode()).hexdigest()
-
-
-def ensure_read_tables(engine: Engine, name: str, metadata: sa.MetaData) -> bool:
-    """Create the read tables. If one is missing, or they were made by another version
-    of the code, drop them all (and their tracking) and make them afresh, in one
-    transaction that other processes wait for. Returns True when they were (re)made
-    empty: the caller then replays its events into them."""
-    expected = fingerprint(metadata)
-    with engine.begin() as conn:
-        lock_ddl(conn)
-        projection_metadata.create_all(conn)
-        inspector = sa.inspect(conn)
-        complete = all(inspector.has_table(t.name) for t in metadata.sorted_tables)
-        stored = conn.execute(sa.select(read_model_schema.c.fingerprint)
-                              .where(read_model_schema.c.name == name)).scalar()
-        if complete and stored == expected:
-            return False
-        metadata.drop_all(conn)
-        metadata.create_all(conn)
-        for table in (projection_tracking, projection_failures):
-            conn.execute(sa.delete(table).where(table.c.projection == name))
-        conn.execute(sa.delete(read_model_schema).where(read_model_schema.c.name == name))
-        conn.execute(sa.insert(read_model_schema).values(name=name, fingerprint=expected))
-    return True
 
 
 def _utc(at: datetime) -> datetime:
@@ -213,8 +163,7 @@ class Projection:
         conn.execute(sa.insert(projection_tracking), [
             {"projection": self.name, "upstream": upstream, "notification_id": n}
             for n, _ in items])
-        for _, event in items:
-            self.model.apply(conn, event)
+        self._apply_events(conn, items)
 
     def apply_after(self, conn: Connection, upstream: str, after: int,
                     items: Sequence[tuple[int, Any]]) -> bool:
@@ -231,9 +180,17 @@ class Projection:
                   **{f"n{i}": n for i, (n, _) in enumerate(items)}}
         if conn.execute(stmt, params).rowcount != len(items):
             return False
+        self._apply_events(conn, items)
+        return True
+
+    def _apply_events(self, conn: Connection, items: Sequence[tuple[int, Any]]) -> None:
+        """The events' effect, in order: a page as one unit of work (``apply_page``), a
+        single event (or every event, without it) by ``apply``."""
+        if self.model.apply_page is not None and len(items) > 1:
+            self.model.apply_page(conn, [event for _, event in items])
+            return
         for _, event in items:
             self.model.apply(conn, event)
-        return True
 
     def _in_one(self, upstream: str, items: Sequence[tuple[int, Any]]) -> None:
         with self.engine.begin() as conn:

@@ -4,17 +4,28 @@
 retries, so a service starts and takes commands while NATS is down; it creates or
 updates every stream with the same limits (replicas, duplicate window, max age).
 The relay (``relay.py``) publishes through it; consumers (``consumer.py``) read.
+
+The audit stream (``SOLIDARITY_AUDIT``, subjects ``solidarity.audit.>``) carries the
+services' signed checkpoints of their audit chains (``shared.audit``), as
+``Checkpoint.to_dict()`` JSON on ``solidarity.audit.checkpoints.<service>``
+(``publish_checkpoint``); ``CheckpointFeed`` is the durable consumer of whoever keeps
+them (the reporting service).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -140,4 +151,88 @@ class Bus:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 5)
 
+    async def publish_checkpoint(self, checkpoint: dict[str, Any],
+                                 timeout_s: float = 5.0) -> None:
+        """Publish a signed checkpoint (``Checkpoint.to_dict()``) on the audit stream. The
+        message id names the service, position, key and head: the same checkpoint sent
+        again is dropped by JetStream, a different head at a position already signed (a
+        rewound store) is not."""
+        await self.ensure_stream(AUDIT)
+        msg_id = ":".join((checkpoint["service"], str(checkpoint["notification_id"]),
+                           checkpoint["key_id"], checkpoint["head"][:16]))
+        await self.jetstream().publish(
+            checkpoint_subject(checkpoint["service"]),
+            json.dumps(checkpoint, sort_keys=True).encode(),
+            headers={"Nats-Msg-Id": msg_id}, stream=stream_name(AUDIT), timeout=timeout_s)
 
+
+AUDIT = "audit"  # the stream of checkpoints: SOLIDARITY_AUDIT, subjects solidarity.audit.>
+
+
+def checkpoint_subject(service: str) -> str:
+    return f"solidarity.{AUDIT}.checkpoints.{service}"
+
+
+class CheckpointFeed:
+    """A durable pull consumer of the audit stream: each message's bytes go to ``keep``
+    (on a thread), and the message is acked once it returns. ``keep`` deals with a
+    checkpoint it refuses (it returns); an exception (its database is down) hands the
+    message back to JetStream for later."""
+
+    def __init__(self, bus: Bus, durable: str, keep: Callable[[bytes], object], *,
+                 batch_size: int = 100, retry_s: float = 2.0) -> None:
+        self.bus = bus
+        self.durable = durable
+        self.keep = keep
+        self.batch_size = batch_size
+        self.retry_s = retry_s
+        self.subscribed = False
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"checkpoints-{self.durable}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self.bus.wait_connected()
+                await self.bus.ensure_stream(AUDIT)
+                sub = await self.bus.jetstream().pull_subscribe(
+                    checkpoint_subject("*"), durable=self.durable, stream=stream_name(AUDIT),
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
+                                          deliver_policy=DeliverPolicy.ALL, ack_wait=30))
+                self.subscribed, self.last_error = True, None
+                while True:
+                    try:
+                        msgs = await sub.fetch(self.batch_size, timeout=1)
+                    except TimeoutError:
+                        continue
+                    for msg in msgs:
+                        try:
+                            await asyncio.to_thread(self.keep, msg.data)
+                        except Exception as e:
+                            self.last_error = type(e).__name__
+                            log.warning("checkpoint_keep_failed", consumer=self.durable,
+                                        error_type=type(e).__name__)
+                            await msg.nak(delay=self.retry_s)
+                        else:
+                            await msg.ack()
+                    backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.subscribed, self.last_error = False, type(e).__name__
+                self.bus.forget_stream(AUDIT)
+                log.warning("checkpoint_feed_retry", consumer=self.durable,
+                            error_type=type(e).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -13,6 +13,10 @@ everything without a gap goes on; ``backfill_error`` in health says why.
 A rebuild (``replay``) reads the log from the start in pages, each applied in one
 transaction with its tracking, and takes the lock only for that: the bus's events go
 on between pages (those ahead of the replay are held back until it gets there).
+
+With a ``SourceGuard``: an event repeating an applied notification id with another
+``chain_hash``, or a source no longer holding the event applied last, means its store was
+rewound (an older backup restored); nothing more of it is applied until a rebuild.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ class Projection(Protocol):
         ...
 
 
+class SourceGuard(Protocol):
+    """Stops applying a source whose store was rewound (``services/reporting/audit.py``)."""
+
+    def admits(self, upstream: str, events: Sequence[IntegrationEvent]) -> bool:
+        """False if ``upstream`` is stopped, or now is: an event repeats an applied id with
+        another chain hash."""
+
+    def admits_last(self, upstream: str, last: int, found: IntegrationEvent | None) -> bool:
+        """The same for the source's event at ``last``, the last applied (None: gone)."""
+
+
 class Consumer:
     """A durable pull consumer of one upstream stream, feeding one projection."""
 
@@ -85,7 +100,8 @@ class Consumer:
         on_applied: Callable[[IntegrationEvent], None] | None = None,
         reconcile_interval_s: float = 30.0,
         hold_back_s: float = 2.0,
-        replay_page_size: int = 1000,
+        replay_page_size: int = 5000,
+        guard: SourceGuard | None = None,
     ) -> None:
         self.projection = projection
         self.upstream = upstream
@@ -100,6 +116,7 @@ class Consumer:
         self.reconcile_interval_s = reconcile_interval_s
         self.hold_back_s = hold_back_s  # an event after an unfilled gap comes back then
         self.replay_page_size = replay_page_size
+        self.guard = guard
         # Set by a rebuild from before it empties the tables until its replay is done:
         # meanwhile a gap is the replay's to fill, not the bus path's.
         self.replaying = False
@@ -212,9 +229,6 @@ class Consumer:
                 caught_up, backoff = True, 0.2
             await asyncio.sleep(self.reconcile_interval_s)
 
-    async def handle(self, event: IntegrationEvent) -> None:
-        await self.handle_batch([event])
-
     async def handle_batch(self, events: list[IntegrationEvent]) -> set[int]:
         """Apply a fetched batch: duplicates skipped, the unbroken chain applied in one
         transaction, and a gap (an event whose predecessor never came) backfilled from
@@ -240,6 +254,8 @@ class Consumer:
                 return set()
 
     async def _handle_locked(self, ordered: list[IntegrationEvent]) -> set[int]:
+        if not await self._admitted(ordered):
+            return set()  # acked: a rebuild replays the source's log as it now is
         generation = self.projection.generation
         last = await asyncio.to_thread(self.projection.last_applied, self.upstream)
         chain: list[IntegrationEvent] = []
@@ -278,8 +294,8 @@ class Consumer:
 
     async def _apply_chain(self, chain: list[IntegrationEvent], generation: int | None,
                            backfill: bool = False) -> None:
-        if not chain:
-            return
+        if not chain or (backfill and not await self._admitted(chain)):
+            return  # (the bus's events were let through by _handle_locked)
         outcome = await asyncio.to_thread(self.projection.apply_events, chain, generation)
         applied = set(outcome.applied)
         self.duplicate_count += len(outcome.duplicates)
@@ -287,6 +303,19 @@ class Consumer:
         if backfill:
             self.backfilled_count += len(applied)
         self._applied([e for e in chain if e.notification_id in applied])
+
+    async def _admitted(self, events: Sequence[IntegrationEvent]) -> bool:
+        if self.guard is None or not events:
+            return True
+        return await asyncio.to_thread(self.guard.admits, self.upstream, events)
+
+    async def _source_kept(self, last: int) -> bool:
+        """Whether the source still holds the event applied last, as it was applied."""
+        if self.guard is None or not last:
+            return True
+        page = await self.source.fetch(self.upstream, last - 1, 1)
+        found = page[0] if page and page[0].notification_id == last else None
+        return await asyncio.to_thread(self.guard.admits_last, self.upstream, last, found)
 
     def _applied(self, events: list[IntegrationEvent]) -> None:
         now = time.time()
@@ -301,6 +330,8 @@ class Consumer:
         outside the lock, so the bus is never held up by it."""
         generation = self.projection.generation
         after = await asyncio.to_thread(self.projection.last_applied, self.upstream)
+        if not await self._source_kept(after):
+            return  # rewound: stopped until a rebuild
         while True:
             page = await self.source.fetch(self.upstream, after, self.batch_size)
             self.backfill_error = None
@@ -343,10 +374,6 @@ class Consumer:
             self.backfill_error = None
             page = await ahead if ahead is not None else []
         return self.backfilled_count - before
-
-    async def backfill_from_start(self) -> None:
-        """Replay the whole source log (a rebuild; the caller holds ``lock``)."""
-        await self._backfill(0, until=None)
 
     async def _backfill(self, after: int, until: int | None) -> None:
         """Apply the log after ``after`` (up to ``until``); the caller holds the lock."""

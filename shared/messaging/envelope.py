@@ -2,7 +2,8 @@
 
 JSON on subject ``solidarity.<service>.<aggregate>.<event>``, one stream per service.
 It carries the minimum other services need (Caldicott): never a caller's name, phone
-number, free-text notes or message bodies. ``INTEGRATION_EVENT_SCHEMA`` is its JSON
+number, free-text notes or message bodies (``chain_hash`` is the event's link in its
+service's audit chain, ``shared.audit``: a hash). ``INTEGRATION_EVENT_SCHEMA`` is its JSON
 schema, also kept as ``shared/messaging/integration-event.schema.json`` for other systems.
 """
 
@@ -42,6 +43,13 @@ class IntegrationEvent(BaseModel):
     causation_id: str | None = None
     schema_version: int = Field(default=1, ge=1)
     data: dict[str, Any] = Field(default_factory=dict)
+    chain_hash: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 of this event's link in its service's audit hash chain "
+        "(covering every event before it). A consumer that meets a notification id it "
+        "already applied with another chain_hash knows the source's store was rewound. "
+        "Absent on events published before the chain existed.",
+    )
 
     @property
     def subject(self) -> str:

@@ -3,7 +3,10 @@
 It reads the service's notification log from the last published position, publishes
 each event with ``Nats-Msg-Id: <service>:<notification_id>``, awaits the pipelined acks
 and only then records the new position (in the service's own database). A crash
-anywhere means at-least-once publishing, never a lost event.
+anywhere means at-least-once publishing, never a lost event. Each event carries its
+link in the service's audit chain (``chain_hash``, from the ``hashes`` callable the
+composition root hands it: ``Chainer.hashes``), so a consumer can tell a repeated
+notification id of a rewound store from a redelivery.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class Relay:
         ack_timeout_s: float = 5.0,
         after_publish: Callable[[list[IntegrationEvent]], Awaitable[None]] | None = None,
         drop: Callable[[IntegrationEvent], bool] | None = None,
+        hashes: Callable[[list[int]], dict[int, bytes]] | None = None,
     ) -> None:
         self.app = app
         self.service = app.service
@@ -94,6 +98,7 @@ class Relay:
         # recorded; and a filter of events never to send (a message lost in transit).
         self.after_publish = after_publish
         self.drop = drop
+        self.hashes = hashes  # notification id -> its chain link (None: no chain_hash)
         self.position = 0
         self.published_count = 0
         self.last_error: str | None = None
@@ -186,9 +191,11 @@ class Relay:
     def _read_batch(self) -> list[IntegrationEvent]:
         notifications = self.app.select_notifications(self.position, self.batch_size)
         previous = self.position
+        ids = [n.id for n in notifications]
+        hashes = self.hashes(ids) if self.hashes is not None and ids else {}
         out = []
         for n in notifications:
-            out.append(self.app.to_integration_event(n, previous))
+            out.append(self.app.to_integration_event(n, previous, hashes.get(n.id)))
             previous = n.id
         return out
 

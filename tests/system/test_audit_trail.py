@@ -102,3 +102,20 @@ def test_events_saved_while_no_process_ran_are_chained_at_start(
                  10, 0.1, "the old events chained at start")
     code, verdicts = _verify(s, capsys, "contact")
     assert code == 0 and verdicts["contact"]["checked"] == head
+
+
+def test_a_checkpoint_on_demand_covers_what_was_just_saved(
+    settings: Settings, nats_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = stack_settings(settings, nats_url=nats_url, audit_checkpoint_interval_s=3600)
+    with Stack(s, services=("contact",)) as stack, stack.client() as c:
+        first = c.get("/contact/health").json()["store"]["head"]
+        assert c.post("/contact/contacts", json=contact_body()).status_code == 201
+        head = c.get("/contact/health").json()["store"]["head"]
+        assert head > first  # signed at start; this contact came after
+        code = audit_cli.cmd_audit(argparse.Namespace(action="checkpoint",
+                                                      service="contact"), s)
+        assert code == 0
+        assert f"contact: checkpoint at notification {head} " in capsys.readouterr().out
+    code, verdicts = _verify(s, capsys, "contact")
+    assert code == 0 and verdicts["contact"]["checkpoints"] >= 2

@@ -48,6 +48,9 @@ PINNED: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/outreach/meetings/{meeting_id}"): {"supporter", "coordinator", "auditor"},
     ("GET", "/outreach/alerts"): {"coordinator"},
     ("POST", "/outreach/alerts/{alert_id}/resolve"): {"coordinator"},
+    ("GET", "/contact/audit/aggregates/{aggregate_id}"): {"auditor", "coordinator"},
+    ("GET", "/shift/audit/aggregates/{aggregate_id}"): {"auditor", "coordinator"},
+    ("GET", "/outreach/audit/aggregates/{aggregate_id}"): {"auditor", "coordinator"},
 }
 ON_SHIFT_ONLY = {("GET", "/contact/callers/{caller_ref}/history"),
                  ("GET", "/contact/texts/{contact_id}"),

@@ -192,8 +192,8 @@ def test_accepting_opens_first_contact_and_a_contact_with_referral_id_makes_it(
 
         # Refused, naming referral_id, with nothing stored: unknown, not accepted, another
         # caller's, a missed call.
-        before, count = _stored(stack), _contacts(c)
         other_ref = c.get(f"/contact/referrals/{other}").json()["caller_ref"]
+        before, count = _stored(stack), _contacts(c)  # after the read (it is recorded)
         for body, words in (
             ({"referral_id": "00000000-0000-4000-8000-00000000beef"}, "no referral"),
             ({"referral_id": pending}, "not accepted"),

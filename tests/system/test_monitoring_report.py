@@ -34,7 +34,9 @@ def _ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
 
 
 def _at(minutes: int) -> str:
-    return (NOW + timedelta(minutes=minutes)).isoformat()
+    # From the moment of the request, not of the import: in a long run a shift set to
+    # start in ten minutes from the import may have started before it is filled.
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
 
 def _supporters(c: httpx.Client, n: int) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.contact import audit
 from services.contact.api import (
     callers,
     contacts,
@@ -31,4 +32,5 @@ def router() -> APIRouter:
     r = APIRouter(prefix="/contact", tags=["contact"])
     for resource in RESOURCES:
         r.include_router(resource.router)
+    r.include_router(audit.router())  # replay as of a moment (shared.web.audit)
     return r

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.outreach import audit
 from services.outreach.api import alerts, meetings
 
 # In this order: the order routes are matched in and of the OpenAPI document's paths.
@@ -22,4 +23,5 @@ def router() -> APIRouter:
     r = APIRouter(prefix="/outreach", tags=["outreach"])
     for resource in RESOURCES:
         r.include_router(resource.router)
+    r.include_router(audit.router())  # replay as of a moment (shared.web.audit)
     return r

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.shift import audit
 from services.shift.api import bags, debriefs, rota, shifts, supporters
 
 # In this order: the order routes are matched in and of the OpenAPI document's paths.
@@ -18,4 +19,5 @@ def router() -> APIRouter:
     r = APIRouter(prefix="/shift", tags=["shift"])
     for resource in RESOURCES:
         r.include_router(resource.router)
+    r.include_router(audit.router())  # replay as of a moment (shared.web.audit)
     return r
