@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from services.reporting.read_model import metadata
 from shared.audit import BadCheckpoint, Checkpoint, CheckpointStore, verify_signature
 from shared.audit.checkpoint import audit_checkpoints
+from shared.eventstore.bulk import Many
 from shared.eventstore.readtables import Instant, from_ts
 from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent
@@ -69,6 +70,7 @@ source_rewound = sa.Table(
     sa.Column("detected_at", Instant, nullable=False),
 )
 
+REMEMBER = Many(chain_hashes, ("upstream", "notification_id", "chain_hash"))
 Apply = Callable[[Connection, Any], None]
 ApplyPage = Callable[[Connection, Sequence[Any]], None]
 
@@ -96,10 +98,8 @@ class Chained:
 
     @staticmethod
     def _remember(conn: Connection, events: Sequence[IntegrationEvent]) -> None:
-        rows = [{"upstream": ev.service, "notification_id": ev.notification_id,
-                 "chain_hash": ev.chain_hash} for ev in events if ev.chain_hash is not None]
-        if rows:
-            conn.execute(sa.insert(chain_hashes), rows)
+        REMEMBER.run(conn, [(ev.service, ev.notification_id, ev.chain_hash)
+                            for ev in events if ev.chain_hash is not None])
 
     @staticmethod
     def keeper(engine: Engine, trusted: Iterable[str],
@@ -174,12 +174,23 @@ class ChainKeeper:
 
     @staticmethod
     def _stored(conn: Connection, upstream: str, ids: list[int]) -> dict[int, str]:
+        """The hashes applied at ``ids``: one range query when they are close (a page's
+        are), else IN lists."""
+        if not ids:
+            return {}
+        wanted, t = set(ids), chain_hashes.c
+        low, high = min(wanted), max(wanted)
+        mine = t.upstream == upstream
+        if high - low < 4 * len(wanted) + 64:
+            parts = [t.notification_id.between(low, high)]
+        else:
+            ordered = sorted(wanted)
+            parts = [t.notification_id.in_(ordered[i:i + 500])
+                     for i in range(0, len(ordered), 500)]
         out: dict[int, str] = {}
-        t = chain_hashes.c
-        for i in range(0, len(ids), 500):
-            rows = conn.execute(sa.select(t.notification_id, t.chain_hash).where(
-                t.upstream == upstream, t.notification_id.in_(ids[i:i + 500])))
-            out.update((int(n), h) for n, h in rows)
+        for part in parts:
+            rows = conn.execute(sa.select(t.notification_id, t.chain_hash).where(mine, part))
+            out.update((n, h) for n, h in ((int(n), h) for n, h in rows) if n in wanted)
         return out
 
     def flag(self, upstream: str, notification_id: int, reason: str) -> None:

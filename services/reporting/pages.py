@@ -25,25 +25,23 @@ again one event at a time, so an event that cannot be applied is set aside as be
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from services.reporting import contact_events as ce
 from services.reporting import month_counts
 from services.reporting.month_counts import NONE, Delta, caller_months, month_of
+from shared.eventstore.bulk import Keyed, Many
 from shared.eventstore.readtables import from_ts
 from shared.messaging.envelope import IntegrationEvent
 
 LOGGED = ("contact", "ContactLogged")
 ASSESSED = ("contact", "RiskAssessed")
 RUN_HANDLERS = {LOGGED: ce.contact_logged, ASSESSED: ce.risk_assessed}
-CHUNK = 5_000  # ids per IN list: under both databases' limits on parameters
 
 _OPTIONAL = ("direction", "caller_ref", "gender", "age_band", "caller_is", "shift_id")
 
@@ -75,59 +73,22 @@ class _CallerMonth:
     age_band: str
 
 
-@dataclass(frozen=True)
-class _Many:
-    """A statement run by the driver's ``executemany`` over rows of values in the order
-    of ``columns``, each value bound as its column binds it: what ``conn.execute`` does
-    with a list of rows, without its cost per row. An INSERT; with ``keys``, an UPDATE
-    of the other columns of the row whose last ``keys`` columns match."""
-
-    table: sa.Table
-    columns: tuple[str, ...]
-    keys: int = 0
-
-    def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        sql, binds = _prepared(self, conn.dialect)
-        if binds:
-            rows = [tuple(bind(v) if bind is not None else v for bind, v in zip(
-                binds, row, strict=True)) for row in rows]
-        conn.exec_driver_sql(sql, rows)
-
-
-@functools.cache
-def _prepared(many: _Many, dialect: Dialect) -> tuple[str, list[Any] | None]:
-    q, mark = dialect.identifier_preparer.quote, "?" if dialect.paramstyle == "qmark" else "%s"
-    name, cols = q(many.table.name), [q(c) for c in many.columns]
-    if many.keys:
-        sets, keys = cols[:-many.keys], cols[-many.keys:]
-        sql = (f"UPDATE {name} SET {', '.join(f'{c} = {mark}' for c in sets)} "  # noqa: S608
-               f"WHERE {' AND '.join(f'{c} = {mark}' for c in keys)}")
-    else:
-        sql = (f"INSERT INTO {name} ({', '.join(cols)}) "  # noqa: S608
-               f"VALUES ({', '.join([mark] * len(cols))})")
-    binds = [many.table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-             for c in many.columns]
-    return sql, binds if any(b is not None for b in binds) else None
-
-
 _CONTACT = ("contact_id", "channel", "direction", "answered", "started_at", "caller_ref",
             "gender", "age_band", "caller_is", "shift_id")
 _MONTH_VALUES = ("n", "latest_at", "latest_contact", "gender", "age_band")
-INSERT_CONTACTS = _Many(ce.contacts, _CONTACT)
-INSERT_ISSUES = _Many(ce.contact_issues, ("contact_id", "issue"))
-INSERT_SIGNPOSTS = _Many(ce.signposts, ("contact_id", "entry_id"))
-INSERT_RISKS = _Many(ce.risk, ("contact_id", "n", "level"))
-INSERT_CALLERS = _Many(ce.callers, ("caller_ref", "first_at"))
-EARLIER_FIRST = _Many(ce.callers, ("first_at", "caller_ref"), keys=1)
-INSERT_CALLER_MONTHS = _Many(caller_months, ("month", "caller_ref", *_MONTH_VALUES))
-UPDATE_CALLER_MONTHS = _Many(caller_months, (*_MONTH_VALUES, "month", "caller_ref"), keys=2)
+INSERT_CONTACTS = Many(ce.contacts, _CONTACT)
+INSERT_ISSUES = Many(ce.contact_issues, ("contact_id", "issue"))
+INSERT_SIGNPOSTS = Many(ce.signposts, ("contact_id", "entry_id"))
+INSERT_RISKS = Many(ce.risk, ("contact_id", "n", "level"))
+INSERT_CALLERS = Many(ce.callers, ("caller_ref", "first_at"))
+EARLIER_FIRST = Many(ce.callers, ("first_at", "caller_ref"), keys=1)
+INSERT_CALLER_MONTHS = Many(caller_months, ("month", "caller_ref", *_MONTH_VALUES))
+UPDATE_CALLER_MONTHS = Many(caller_months, (*_MONTH_VALUES, "month", "caller_ref"), keys=2)
 
 
 @dataclass
 class _Writes:
-    """Rows to insert, in the order of their ``_Many``'s columns."""
+    """Rows to insert, in the order of their ``Many``'s columns."""
 
     contacts: list[tuple[Any, ...]] = field(default_factory=list)
     issues: list[tuple[Any, ...]] = field(default_factory=list)
@@ -135,29 +96,11 @@ class _Writes:
     risks: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _rows(conn: Connection, stmt: Any, values: Iterable[Any]) -> list[Any]:
-    """The rows of ``stmt`` for these keys, in IN lists of at most ``CHUNK``."""
-    ordered = sorted(set(values))
-    out: list[Any] = []
-    for i in range(0, len(ordered), CHUNK):
-        out += conn.execute(stmt, {"ids": ordered[i:i + CHUNK]}).all()
-    return out
-
-
-def _in(column: Any) -> Any:
-    return column.in_(sa.bindparam("ids", expanding=True))
-
-
-_KNOWN = sa.select(ce.contacts.c.contact_id, ce.contacts.c.answered,
-                   ce.contacts.c.started_at).where(_in(ce.contacts.c.contact_id))
-_RISKS = sa.select(ce.risk.c.contact_id, ce.risk.c.n, ce.risk.c.level).where(
-    _in(ce.risk.c.contact_id))
-_SLOTS = sa.select(ce.shift_slots.c.shift_id, ce.shift_slots.c.slot).where(
-    _in(ce.shift_slots.c.shift_id))
-_FIRSTS = sa.select(ce.callers.c.caller_ref, ce.callers.c.first_at).where(
-    _in(ce.callers.c.caller_ref))
-_CALLER_MONTHS = sa.select(caller_months).where(
-    _in(sa.tuple_(caller_months.c.month, caller_months.c.caller_ref)))
+_KNOWN = Keyed(ce.contacts, ("contact_id", "answered", "started_at"), "contact_id")
+_RISKS = Keyed(ce.risk, ("contact_id", "n", "level"), "contact_id")
+_SLOTS = Keyed(ce.shift_slots, ("shift_id", "slot"), "shift_id")
+_FIRSTS = Keyed(ce.callers, ("caller_ref", "first_at"), "caller_ref")
+_CALLER_MONTHS = Keyed(caller_months, ("month", "caller_ref", *_MONTH_VALUES), "caller_ref")
 
 
 class _Run:
@@ -185,28 +128,31 @@ class _Run:
                     keys.add((month, d["caller_ref"]))
         # contact id -> (answered, started_at), for those known and those logged here
         self.known: dict[str, tuple[bool, datetime]] = {}
-        for cid, answered, started_at in _rows(conn, _KNOWN, cids):
+        for cid, answered, started_at in _KNOWN.rows(conn, cids):
             at = from_ts(started_at)
             assert at is not None
             self.known[cid] = (bool(answered), at)
         self.risks: dict[str, dict[int, str]] = {}  # contact id -> n -> level
-        for cid, n, level in _rows(conn, _RISKS, cids):
+        for cid, n, level in _RISKS.rows(conn, cids):
             self.risks.setdefault(cid, {})[int(n)] = level
         self.slots: dict[str, str | None] = dict(
-            (sid, slot) for sid, slot in _rows(conn, _SLOTS, sids))
+            (sid, slot) for sid, slot in _SLOTS.rows(conn, sids))
         self.firsts: dict[str, datetime] = {}
-        for ref, first_at in _rows(conn, _FIRSTS, refs):
+        for ref, first_at in _FIRSTS.rows(conn, refs):
             first = from_ts(first_at)
             assert first is not None
             self.firsts[ref] = first
         self.firsts_stored = set(self.firsts)
         self.firsts_changed: set[str] = set()
         self.months: dict[tuple[str, str], _CallerMonth] = {}
-        for row in _rows(conn, _CALLER_MONTHS, keys):
-            latest = from_ts(row.latest_at)
+        for month, ref, n, latest_at, latest_contact, gender, age_band in \
+                _CALLER_MONTHS.rows(conn, {ref for _, ref in keys}):
+            if (month, ref) not in keys:
+                continue  # the caller's other months
+            latest = from_ts(latest_at)
             assert latest is not None
-            self.months[(row.month, row.caller_ref)] = _CallerMonth(
-                row.n, latest, row.latest_contact, row.gender, row.age_band)
+            self.months[(month, ref)] = _CallerMonth(n, latest, latest_contact, gender,
+                                                     age_band)
         self.months_stored = set(self.months)
         self.months_changed: set[tuple[str, str]] = set()
 

@@ -78,6 +78,8 @@ def months_of(start: str, field: str = "start") -> list[str]:
 
 def london_month(at: datetime) -> str:
     """The month of London wall-clock time: 23:30 UTC on 31 May is June's (BST)."""
+    if at.tzinfo is UTC and 1 < at.day < 28:  # London is UTC or an hour ahead of it:
+        return f"{at.year:04d}-{at.month:02d}"  # far from a month's ends, the same month
     return at.astimezone(LONDON).strftime("%Y-%m")
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import MethodType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from uuid import UUID
@@ -45,9 +45,10 @@ from sqlalchemy.engine import Engine
 
 from shared.calls import CallPlacer
 from shared.config import Settings
+from shared.eventstore.log_reader import LogReader
 from shared.kernel import NotKnown
 from shared.logging import get_logger
-from shared.messaging.envelope import IntegrationEvent, envelope_id
+from shared.messaging.envelope import IntegrationEvent
 from shared.privacy import KeyStore, PhoneIndex
 from shared.sms import SmsProvider
 
@@ -260,42 +261,18 @@ class ServiceApplication(Application[UUID]):
                 return 0
             start, window = low, window * 4
 
+    @functools.cached_property
+    def log_reader(self) -> LogReader:
+        return LogReader(self, lambda event: self.public_event(event) or _default_public(event))
+
     def to_integration_event(self, notification: Notification, previous: int,
                              chain_hash: bytes | None = None) -> IntegrationEvent:
-        domain_event = self.mapper.to_domain_event(notification)
-        public = self.public_event(domain_event) or _default_public(domain_event)
-        meta: dict[str, Any] = getattr(domain_event, "meta", None) or {}
-        occurred_at: datetime = getattr(domain_event, "timestamp", None) or datetime.now(UTC)
-        return IntegrationEvent(
-            id=envelope_id(self.service, notification.id),
-            service=self.service,
-            notification_id=notification.id,
-            previous_notification_id=previous,
-            aggregate_type=type(domain_event).__qualname__.split(".")[0],
-            aggregate_id=domain_event.originator_id,
-            aggregate_version=domain_event.originator_version,
-            type=public.type,
-            occurred_at=occurred_at,
-            actor=str(meta.get("actor", "system")),
-            correlation_id=meta.get("correlation_id"),
-            causation_id=meta.get("causation_id"),
-            schema_version=public.schema_version,
-            data=public.data,
-            chain_hash=chain_hash.hex() if chain_hash is not None else None,
-        )
+        return self.log_reader.from_notification(notification, previous, chain_hash)
 
     def integration_events(self, after: int, limit: int) -> list[IntegrationEvent]:
-        """Up to ``limit`` integration events after position ``after``, chained."""
-        notifications = self.select_notifications(after, limit)
-        if not notifications:
-            return []
-        previous = self.previous_notification_id(notifications[0].id)
-        hashes = self.chain_hashes([n.id for n in notifications]) if self.chain_hashes else {}
-        out = []
-        for n in notifications:
-            out.append(self.to_integration_event(n, previous, hashes.get(n.id)))
-            previous = n.id
-        return out
+        """Up to ``limit`` integration events after position ``after``, chained (one
+        query where it can: ``shared.eventstore.log_reader``)."""
+        return self.log_reader.page(after, limit)
 
 
 class LocalProjector:

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shared.eventstore.application import LocalProjector as LocalProjector  # re-exported
 from shared.eventstore.application import ReadModelReset
+from shared.eventstore.bulk import Many
 from shared.eventstore.store import describe, is_data_error, lock_ddl
 from shared.eventstore.tracking import MECHANISM as MECHANISM
 from shared.eventstore.tracking import ensure_read_tables as ensure_read_tables
@@ -53,6 +54,7 @@ from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent
 
 log = get_logger("projection")
+TRACK = Many(projection_tracking, ("projection", "upstream", "notification_id"))
 
 Apply = Callable[[Connection, Any], None]
 ApplyPage = Callable[[Connection, Sequence[Any]], None]
@@ -160,9 +162,7 @@ class Projection:
         tracking rows (one statement; IntegrityError if any was applied before)."""
         if not items:
             return
-        conn.execute(sa.insert(projection_tracking), [
-            {"projection": self.name, "upstream": upstream, "notification_id": n}
-            for n, _ in items])
+        TRACK.run(conn, [(self.name, upstream, n) for n, _ in items])
         self._apply_events(conn, items)
 
     def apply_after(self, conn: Connection, upstream: str, after: int,

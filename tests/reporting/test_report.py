@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -63,6 +64,17 @@ def test_a_month_is_london_midnight_to_london_midnight() -> None:
     assert start == datetime(2026, 3, 31, 23, tzinfo=UTC)
     assert end == datetime(2026, 4, 30, 23, tzinfo=UTC)
     assert london_month(datetime(2026, 3, 31, 23, 30, tzinfo=UTC)) == "2026-04"
+
+
+def test_london_month_is_the_month_of_london_wall_clock_time_every_half_hour() -> None:
+    # Its shortcut (a day far from the month's ends) against the zone's own answer, over
+    # two years: both clock changes of each, every month's first and last hours.
+    london = ZoneInfo("Europe/London")
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    while at < datetime(2027, 1, 1, tzinfo=UTC):
+        assert london_month(at) == at.astimezone(london).strftime("%Y-%m"), at
+        assert london_month(at.astimezone(london)) == at.astimezone(london).strftime("%Y-%m")
+        at += timedelta(minutes=30)
 
 
 def test_the_clock_changes_inside_a_month() -> None:
