@@ -30,7 +30,6 @@ from tests.outreach.test_app import RosterFeed
 
 Build = Callable[..., ServiceRuntime]
 COORDINATOR = Principal(sub="coord-1", role=Role.COORDINATOR, name="")
-NOW = datetime.now(UTC)
 
 
 # -- the library's path, as it was ------------------------------------------------------
@@ -44,7 +43,7 @@ def to_integration_event_slow(app: ServiceApplication, n: Notification, previous
         notification_id=n.id, previous_notification_id=previous,
         aggregate_type=type(event).__qualname__.split(".")[0],
         aggregate_id=event.originator_id, aggregate_version=event.originator_version,
-        type=public.type, occurred_at=getattr(event, "timestamp", None) or NOW,
+        type=public.type, occurred_at=getattr(event, "timestamp", None) or datetime.now(UTC),
         actor=str(meta.get("actor", "system")), correlation_id=meta.get("correlation_id"),
         causation_id=meta.get("causation_id"), schema_version=public.schema_version,
         data=public.data, chain_hash=chain_hash.hex() if chain_hash is not None else None)
@@ -119,8 +118,9 @@ def assert_read_alike(app: ServiceApplication) -> int:
     return head
 
 
-# -- real events of every service ---------------------------------------------------------
+# -- real events of every service (the times from when each filling starts) --------------
 def fill_contact(runtime: ServiceRuntime) -> None:
+    now = datetime.now(UTC)
     app: Any = runtime.app
     rota = RotaFeed(runtime)
     with acting("sup-1", "corr-1"):
@@ -140,13 +140,13 @@ def fill_contact(runtime: ServiceRuntime) -> None:
                                          "opening_hours": []})
         app.remove_directory_entry(other.id, expected_version=None)
         sup = rota.on_shift()
-        shift_id = uuid.UUID(rota.shift(NOW - timedelta(hours=2), NOW + timedelta(hours=4)))
+        shift_id = uuid.UUID(rota.shift(now - timedelta(hours=2), now + timedelta(hours=4)))
         full = app.log_contact(
-            channel="phone", direction="outbound", started_at=NOW - timedelta(minutes=40),
-            ended_at=NOW - timedelta(minutes=5), issues=["bereavement", "housing"],
+            channel="phone", direction="outbound", started_at=now - timedelta(minutes=40),
+            ended_at=now - timedelta(minutes=5), issues=["bereavement", "housing"],
             caller_ref=ref, shift_id=shift_id, supporter_ids=[sup, rota.supporter()],
             caller_is="person_in_crisis", summary="Talked about her brother",
-            signposted_to=[entry.id], follow_up=FollowUp(by=NOW + timedelta(days=1),
+            signposted_to=[entry.id], follow_up=FollowUp(by=now + timedelta(days=1),
                                                          what="ring on Tuesday"),
             distressing=True)
         app.assess_risk(full.id, level="immediate", factors="plan and means",
@@ -155,16 +155,16 @@ def fill_contact(runtime: ServiceRuntime) -> None:
         app.escalate(full.id, kind="emergency_services", reason="ambulance",
                      reference="CAD-1")
         app.correct_contact(full.id, reason="misheard", issues=["abuse"],
-                            ended_at=NOW - timedelta(minutes=4), summary="corrected",
+                            ended_at=now - timedelta(minutes=4), summary="corrected",
                             caller_is="professional", signposted_to=[entry.id])
         app.assess_risk(full.id, level="low", factors=None, protective_factors=None,
                         decision="none", reasoning=None)
         app.close_contact(full.id, no_escalation_reason=None)
         app.complete_follow_up(full.id, 1, outcome="rang back")
-        missed = app.log_contact(channel="phone", started_at=NOW - timedelta(minutes=30),
+        missed = app.log_contact(channel="phone", started_at=now - timedelta(minutes=30),
                                  issues=[], answered=False, phone="07700 900999")
         app.complete_follow_up(missed.id, 1, outcome=None)
-        plain = app.log_contact(channel="text", started_at=NOW - timedelta(minutes=20),
+        plain = app.log_contact(channel="text", started_at=now - timedelta(minutes=20),
                                 issues=["social_isolation"])
         app.close_contact(plain.id, no_escalation_reason="none needed")
         referral = app.referrals.receive(
@@ -173,10 +173,10 @@ def fill_contact(runtime: ServiceRuntime) -> None:
             consent_to_contact=True)
         app.referrals.decide(referral.id, accept=True, reason="fits", expected_version=None)
         declined = app.referrals.receive(
-            received_at=NOW - timedelta(days=1), source="gp", referrer_organisation=None,
+            received_at=now - timedelta(days=1), source="gp", referrer_organisation=None,
             caller_ref=ref, new_caller=None, reason=None, consent_to_contact=True)
         app.referrals.decide(declined.id, accept=False, reason="no", expected_version=None)
-        app.log_contact(channel="phone", started_at=NOW - timedelta(minutes=10),
+        app.log_contact(channel="phone", started_at=now - timedelta(minutes=10),
                         issues=["housing"], referral_id=referral.id)
         app.caller_history(ref, purpose="caller rang again", principal=COORDINATOR)
         app.change_consent(ref, consent_to_keep_history=None, consent_to_text=False,
@@ -188,6 +188,7 @@ def fill_contact(runtime: ServiceRuntime) -> None:
 
 
 def fill_shift(runtime: ServiceRuntime) -> None:
+    now = datetime.now(UTC)
     app: Any = runtime.app
     with acting("coord-1", "corr-1"):
         people = []
@@ -203,31 +204,32 @@ def fill_shift(runtime: ServiceRuntime) -> None:
         app.record_supervision(a.id, kind="group", on=date(2026, 2, 1), by="coord-1",
                                notes="fine", expected_version=None)
         app.publish_week("2026-W49")
-        shift = app.shifts.add_extra(starts_at=NOW - timedelta(hours=1),
-                                     ends_at=NOW + timedelta(hours=5), required=2)
+        shift = app.shifts.add_extra(starts_at=now - timedelta(hours=1),
+                                     ends_at=now + timedelta(hours=5), required=2)
         app.shifts.assign(shift.id, a.id, None)
         app.shifts.assign(shift.id, b.id, None)
         app.shifts.swap(shift.id, b.id, c.id, None)
-        app.shifts.check_in(shift.id, str(a.id), NOW)
+        app.shifts.check_in(shift.id, str(a.id), now)
         app.shifts.unassign(shift.id, c.id, reason="unwell", expected_version=None)
         bag = app.bags.register(label="Bag 1", items=None)
         app.bags.hand_over(bag.id, from_supporter_id="coord-1", to_supporter_id=str(a.id),
                            items_checked={"phone": True, "phone_charged": False,
                                           "resource_booklet": True, "service_directory": True},
-                           at=NOW - timedelta(hours=1), notes="charger", expected_version=1)
+                           at=now - timedelta(hours=1), notes="charger", expected_version=1)
         app.deactivate(b.id, reason="left", expected_version=None)
     with acting("service:shift"):
-        app.tick(NOW + timedelta(days=1))
+        app.tick(now + timedelta(days=1))
 
 
 def fill_outreach(runtime: ServiceRuntime) -> None:
+    now = datetime.now(UTC)
     app: Any = runtime.app
     feed = RosterFeed(runtime)
     a, b = feed.supporter(), feed.supporter()
     with acting("coord-1", "corr-1"):
         meeting = app.request_meeting(
             COORDINATOR, caller_ref="C-0000ABCD", contact_id=uuid.uuid4(), kind="home",
-            proposed_at=NOW, expected_minutes=30, venue=None,
+            proposed_at=now, expected_minutes=30, venue=None,
             address="12 Acacia Avenue, Leeds", reason="asked for a visit")
         app.assess_risk(COORDINATOR, meeting.id, level="low", factors=["animals"],
                         mitigations="dog in the kitchen", expected_version=None)
@@ -250,7 +252,7 @@ def fill_outreach(runtime: ServiceRuntime) -> None:
                            follow_up="ring on Friday", expected_version=None)
         other = app.request_meeting(
             COORDINATOR, caller_ref="C-0000ABCE", contact_id=None, kind="home",
-            proposed_at=NOW + timedelta(days=2), expected_minutes=60, venue=None,
+            proposed_at=now + timedelta(days=2), expected_minutes=60, venue=None,
             address="3 Elm Road", reason="a visit")
         app.decline(COORDINATOR, other.id, reason="too far", expected_version=None)
 
