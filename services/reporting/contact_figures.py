@@ -121,7 +121,8 @@ def year_figures(conn: Connection, months: list[tuple[str, datetime, datetime]],
     contacts_: dict[str, Any] = {}
     for _, f in each:
         contacts_ = _merged(contacts_, f["contacts"])
-    return ({"contacts": contacts_, "callers": _callers(conn, begin, end),
+    return ({"contacts": contacts_,
+             "callers": _callers(conn, begin, end, months=[m for m, _, _ in months]),
              "referrals": _referrals(conn, begin, end),
              "escalations": _escalations(conn, begin, end),
              "follow_ups": _follow_ups(conn, begin, end, now)}, each)
@@ -211,24 +212,39 @@ def _signposting(conn: Connection, answered: Any) -> dict[str, int]:
     return dict(sorted(named.items()))
 
 
-def _callers(conn: Connection, start: datetime, end: datetime) -> dict[str, Any]:
+def _callers(conn: Connection, start: datetime, end: datetime, *,
+             months: list[str] | None = None) -> dict[str, Any]:
     """Counted in SQL (a month at national scale has tens of thousands of callers):
     distinct callers, those with two or more contacts, those whose first contact ever
     is in the period, and gender and age band as recorded on each one's latest contact
-    in the period."""
-    c = contacts.c
-    in_period = (_within(c.started_at, start, end), c.answered.is_(True),
-                 c.caller_ref.is_not(None))
-    per_caller = (sa.select(c.caller_ref, sa.func.count().label("n"))
-                  .where(*in_period).group_by(c.caller_ref).subquery())
+    in the period. From the contacts of the period; for whole London ``months`` (the
+    year report), from the callers' rows of those months (``month_counts``: a row per
+    caller and month, with the count and the latest contact), a third as many rows."""
+    c, m = contacts.c, month_counts.caller_months.c
+    rows_in: tuple[Any, ...]
+    n: Any
+    gender_of: Any
+    age_of: Any
+    if months is None:
+        rows_in = (_within(c.started_at, start, end), c.answered.is_(True),
+                   c.caller_ref.is_not(None))
+        ref, n, order = c.caller_ref, sa.func.count(), (c.started_at.desc(),
+                                                         c.contact_id.desc())
+        gender_of, age_of = c.gender, c.age_band
+    else:
+        rows_in = (m.month.in_(months),)
+        ref, n, order = m.caller_ref, sa.func.sum(m.n), (m.latest_at.desc(),
+                                                          m.latest_contact.desc())
+        gender_of, age_of = sa.func.nullif(m.gender, ""), sa.func.nullif(m.age_band, "")
+    per_caller = (sa.select(ref, n.label("n")).where(*rows_in).group_by(ref).subquery())
     unique, repeat = conn.execute(
         sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
             sa.case((per_caller.c.n >= 2, 1), else_=0)), 0))).one()
     new = conn.execute(sa.select(sa.func.count()).select_from(callers)
                        .where(_within(callers.c.first_at, start, end))).scalar_one()
-    latest = (sa.select(c.gender, c.age_band, sa.func.row_number().over(
-        partition_by=c.caller_ref, order_by=(c.started_at.desc(), c.contact_id.desc())
-    ).label("rn")).where(*in_period).subquery())
+    latest = (sa.select(gender_of.label("gender"), age_of.label("age_band"),
+                        sa.func.row_number().over(partition_by=ref, order_by=order)
+                        .label("rn")).where(*rows_in).subquery())
     rows = conn.execute(sa.select(latest.c.gender, latest.c.age_band, sa.func.count())
                         .where(latest.c.rn == 1)
                         .group_by(latest.c.gender, latest.c.age_band)).all()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.reporting import report
+from services.reporting import contact_figures, report
 from services.reporting.contact_figures import figures, month_figures
 from services.reporting.read_model import metadata
 from services.system import ServiceRuntime
@@ -140,3 +140,27 @@ def test_a_later_shift_moves_its_contacts_from_unknown(feed: Feed) -> None:
     feed("ShiftPublished", {"shift_id": sid, "slot": "sat 20:00-02:00", "required": 2,
                             "starts_at": None, "ends_at": None}, service="shift")
     assert _both(feed, "2026-04")[1]["contacts"]["by_shift_slot"] == {"sat 20:00-02:00": 2}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_years_callers_from_their_months_are_the_callers_of_its_contacts(
+        feed: Feed, seed: int) -> None:
+    """The year report counts callers from their month rows: the same figures as from
+    the contacts of the same instants (a caller in two months is one caller, repeat
+    across months, the latest contact's gender and age band), redeliveries included."""
+    rnd = random.Random(seed)
+    _history(feed, rnd, 80)
+    for ev in rnd.sample(list(feed.applied), 15):
+        feed.apply(ev)
+    periods = [report.month_period(m) for m in MONTHS]
+    start, end = periods[0][2], periods[-1][3]
+    with feed.engine.connect() as conn:
+        from_contacts = contact_figures._callers(conn, start, end)
+        from_months = contact_figures._callers(conn, start, end, months=list(MONTHS))
+        one_month = contact_figures._callers(conn, periods[1][2], periods[1][3],
+                                             months=[MONTHS[1]])
+        one_month_counted = contact_figures._callers(conn, periods[1][2], periods[1][3])
+    assert from_months == from_contacts
+    assert one_month == one_month_counted
+    assert from_contacts["unique"] >= 5 and from_contacts["repeat"] >= 1
+    assert from_contacts["unique"] > one_month["unique"]  # callers across the months
