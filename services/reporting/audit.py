@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from services.reporting.read_model import metadata
 from shared.audit import BadCheckpoint, Checkpoint, CheckpointStore, verify_signature
 from shared.audit.checkpoint import audit_checkpoints
-from shared.eventstore.bulk import Many
+from shared.eventstore.bulk import Many, id_ranges
 from shared.eventstore.readtables import Instant, from_ts
 from shared.logging import get_logger
 from shared.messaging.envelope import IntegrationEvent
@@ -174,23 +174,13 @@ class ChainKeeper:
 
     @staticmethod
     def _stored(conn: Connection, upstream: str, ids: list[int]) -> dict[int, str]:
-        """The hashes applied at ``ids``: one range query when they are close (a page's
-        are), else IN lists."""
-        if not ids:
-            return {}
-        wanted, t = set(ids), chain_hashes.c
-        low, high = min(wanted), max(wanted)
-        mine = t.upstream == upstream
-        if high - low < 4 * len(wanted) + 64:
-            parts = [t.notification_id.between(low, high)]
-        else:
-            ordered = sorted(wanted)
-            parts = [t.notification_id.in_(ordered[i:i + 500])
-                     for i in range(0, len(ordered), 500)]
-        out: dict[int, str] = {}
-        for part in parts:
-            rows = conn.execute(sa.select(t.notification_id, t.chain_hash).where(mine, part))
-            out.update((n, h) for n, h in ((int(n), h) for n, h in rows) if n in wanted)
+        """The hashes applied at ``ids``: a page's in one range query (``id_ranges``)."""
+        wanted, t = sorted(set(ids)), chain_hashes.c
+        keep, out = set(wanted), dict[int, str]()
+        for where in id_ranges(t.notification_id, wanted):
+            rows = conn.execute(sa.select(t.notification_id, t.chain_hash).where(
+                t.upstream == upstream, where))
+            out.update((n, h) for n, h in ((int(n), h) for n, h in rows) if n in keep)
         return out
 
     def flag(self, upstream: str, notification_id: int, reason: str) -> None:

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
+from shared.eventstore.bulk import id_ranges
 from shared.eventstore.store import lock_ddl
 
 GENESIS = bytes(32)  # the "previous link" of the first event
@@ -243,21 +244,13 @@ class Chainer:
 
     def _select(self, ids: list[int]) -> dict[int, bytes]:
         """The stored links of ``ids`` (sorted, distinct): a page of the log is one range
-        read (ids no more than half sparse), others in IN lists of 500."""
+        read, others in IN lists (``bulk.id_ranges``)."""
         out: dict[int, bytes] = {}
         query = sa.select(audit_chain.c.notification_id, audit_chain.c.hash)
+        wanted = None if ids and ids[-1] - ids[0] + 1 == len(ids) else set(ids)
         with self.engine.connect() as conn:
-            low, high = ids[0], ids[-1]
-            if high - low < 2 * len(ids):
-                rows = conn.execute(query.where(audit_chain.c.notification_id >= low,
-                                                audit_chain.c.notification_id <= high)).all()
-                wanted = None if high - low + 1 == len(ids) else set(ids)
-                for n, h in rows:
+            for where in id_ranges(audit_chain.c.notification_id, ids):
+                for n, h in conn.execute(query.where(where)).all():
                     if wanted is None or n in wanted:
                         out[int(n)] = h if type(h) is bytes else bytes(h)
-                return out
-            for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
-                rows = conn.execute(query.where(audit_chain.c.notification_id.in_(part))).all()
-                out.update((int(n), h if type(h) is bytes else bytes(h)) for n, h in rows)
         return out

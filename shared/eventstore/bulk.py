@@ -107,3 +107,14 @@ def _select(keyed: Keyed, dialect: Dialect) -> tuple[str, list[Any] | None]:
     procs = [keyed.table.c[c].type.dialect_impl(dialect).result_processor(dialect, None)
              for c in keyed.columns]
     return sql, procs if any(p is not None for p in procs) else None
+
+
+def id_ranges(column: Any, ids: list[int], *, chunk: int = 500) -> list[Any]:
+    """Conditions on ``column`` that together select every one of ``ids`` (sorted,
+    distinct): one range when they are no more than half sparse, as a page of a log is
+    (the caller keeps only the ids it asked for), else IN lists of ``chunk``."""
+    if not ids:
+        return []
+    if ids[-1] - ids[0] < 2 * len(ids):
+        return [column.between(ids[0], ids[-1])]
+    return [column.in_(ids[i:i + chunk]) for i in range(0, len(ids), chunk)]

@@ -80,3 +80,20 @@ def test_a_time_is_bound_as_sqlalchemy_binds_it_on_sqlite() -> None:
     assert fast is not slow
     for value in values:
         assert fast(value) == slow(value), value
+
+
+def test_id_ranges_select_every_id_asked_for_in_one_range_when_dense() -> None:
+    engine = sa.create_engine("sqlite://")
+    table = sa.Table("bulk_ids", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table), [{"n": n} for n in range(1, 5001)])
+        for ids, parts in (([], 0), (list(range(10, 20)), 1), ([3, 5, 9, 12], 1),
+                           (list(range(1, 4000, 7)), 2), ([1, 2500, 4999], 1)):
+            wheres = bulk.id_ranges(table.c.n, ids, chunk=300)
+            assert len(wheres) == parts, ids
+            got = {n for where in wheres
+                   for n in conn.execute(sa.select(table.c.n).where(where)).scalars()}
+            assert set(ids) <= got
+            if parts > 1:
+                assert got == set(ids)  # IN lists: exactly those
